@@ -1,0 +1,37 @@
+# Two commands for a newcomer: `make train` and `make test`. Each sets itself up idempotently.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+FMNIST_DIR := /usr/share/datasets/fashion-mnist
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: train test test-all lint data venv
+
+# A virtual env with the package (editable) and its dev tools; redone when pyproject changes.
+$(VENV)/.installed: pyproject.toml
+	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Real Fashion-MNIST offline: Debian's package, where apt exists; elsewhere TFDS downloads it.
+data:
+	@if [ -f $(FMNIST_DIR)/train-images-idx3-ubyte.gz ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing dataset-fashion-mnist into $(FMNIST_DIR)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist; \
+	else echo "no apt-get: Fashion-MNIST will come through TFDS (needs the network)"; fi
+
+train: venv data
+	$(PY) scripts/train.py --flagfile=experiments/quickstart.flags
+
+test: venv data
+	$(PY) -m pytest -m "not slow" -q
+
+test-all: venv data
+	$(PY) -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check cnn_jax scripts tests

@@ -1,0 +1,5 @@
+"""Models chosen by name; each returns ``(logits [N, classes], features {stage: array})``."""
+
+from cnn_jax.models.registry import get, names, register
+
+__all__ = ["get", "names", "register"]

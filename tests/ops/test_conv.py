@@ -1,0 +1,235 @@
+"""Convolution and cross-correlation against the lecture, scipy/numpy and their theorems."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.signal
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from cnn_jax import ops
+
+LECTURE_X = [[3, 3, 2, 1, 0], [0, 0, 1, 3, 1], [3, 1, 2, 2, 3], [2, 0, 0, 2, 2], [2, 0, 0, 0, 1]]
+LECTURE_K = [[0, 1, 2], [2, 2, 0], [0, 1, 2]]
+LECTURE_OUT = [[12, 12, 17], [10, 17, 19], [9, 6, 14]]
+
+FUNCS_2D = {
+    "correlate": (ops.correlate2d, ops.correlate2d_reference),
+    "convolve": (ops.convolve2d, ops.convolve2d_reference),
+}
+FUNCS_1D = {
+    "correlate": (ops.correlate1d, ops.correlate1d_reference),
+    "convolve": (ops.convolve1d, ops.convolve1d_reference),
+}
+
+
+def dilate(kernel, dilation):
+    """Inserts dilation - 1 zeros between kernel taps (numpy, any rank)."""
+    dilation = (dilation,) * kernel.ndim if isinstance(dilation, int) else dilation
+    out = np.zeros([d * (k - 1) + 1 for k, d in zip(kernel.shape, dilation)], kernel.dtype)
+    out[tuple(slice(None, None, d) for d in dilation)] = kernel
+    return out
+
+
+def scipy_2d(kind, x, k, padding, stride, dilation):
+    """The scipy.signal answer for our padding/stride/dilation conventions."""
+    kd = dilate(k, dilation)
+    if padding == "circular":
+        assert kind == "convolve" or all(s % 2 for s in kd.shape)
+        fn = scipy.signal.convolve2d if kind == "convolve" else scipy.signal.correlate2d
+        out = fn(x, kd, mode="same", boundary="wrap")
+    elif kind == "convolve":
+        out = scipy.signal.convolve2d(x, kd, mode=padding)
+    elif all(s % 2 for s in kd.shape):
+        out = scipy.signal.correlate2d(x, kd, mode=padding)
+    else:  # correlate2d takes the other half-pixel for even kernels; correlate is ours.
+        out = scipy.signal.correlate(x, kd, mode=padding)
+    return out[:: stride[0], :: stride[1]]
+
+
+@st.composite
+def conv_case(draw, ndim):
+    x_shape = tuple(draw(st.integers(1, 9)) for _ in range(ndim))
+    k_shape = tuple(draw(st.integers(1, 4)) for _ in range(ndim))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(ndim))
+    dilation = tuple(draw(st.integers(1, 2)) for _ in range(ndim))
+    padding = draw(st.sampled_from(ops.PADDINGS))
+    if padding == "valid":
+        assume(all(d * (k - 1) < n for n, k, d in zip(x_shape, k_shape, dilation)))
+    seed = draw(st.integers(0, 2**31 - 1))
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    k = rng.standard_normal(k_shape).astype(np.float32)
+    return x, k, padding, stride, dilation
+
+
+def test_lecture_worked_example_is_exact(variant):
+    out = variant(ops.correlate2d)(jnp.array(LECTURE_X), jnp.array(LECTURE_K))
+    np.testing.assert_array_equal(np.asarray(out), LECTURE_OUT)
+    ref = ops.correlate2d_reference(jnp.array(LECTURE_X), jnp.array(LECTURE_K))
+    np.testing.assert_array_equal(np.asarray(ref), LECTURE_OUT)
+
+
+@pytest.mark.parametrize("kind", ["correlate", "convolve"])
+@given(case=conv_case(2))
+def test_2d_matches_scipy_and_definition(kind, case):
+    x, k, padding, stride, dilation = case
+    if kind == "correlate" and padding == "circular":
+        assume(all((d * (n - 1) + 1) % 2 for n, d in zip(k.shape, dilation)))
+    fast, reference = FUNCS_2D[kind]
+    kw = dict(padding=padding, stride=stride, dilation=dilation)
+    expected = scipy_2d(kind, x.astype(np.float64), k.astype(np.float64), padding, stride, dilation)
+    got_fast = jax.jit(lambda a, b: fast(a, b, **kw))(x, k)
+    got_ref = reference(x, k, **kw)
+    np.testing.assert_allclose(got_fast, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got_ref, expected, rtol=1e-5, atol=1e-5)
+
+
+@given(case=conv_case(2))
+def test_even_kernel_circular_correlation_is_wrapped_same(case):
+    x, k, padding, stride, dilation = case
+    pads = [(d * (n - 1) - d * (n - 1) // 2, d * (n - 1) // 2) for n, d in zip(k.shape, dilation)]
+    xp = np.pad(x.astype(np.float64), pads, mode="wrap")
+    expected = scipy.signal.correlate(xp, dilate(k.astype(np.float64), dilation), mode="valid")
+    got = ops.correlate2d(x, k, padding="circular", stride=stride, dilation=dilation)
+    np.testing.assert_allclose(got, expected[:: stride[0], :: stride[1]], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["correlate", "convolve"])
+@given(case=conv_case(1))
+def test_1d_matches_numpy_and_definition(kind, case):
+    x, k, padding, (stride,), (dilation,) = case
+    fast, reference = FUNCS_1D[kind]
+    kd = dilate(k.astype(np.float64), dilation)
+    x64 = x.astype(np.float64)
+    if padding == "circular":
+        p = len(kd) - 1
+        xp = np.pad(x64, (p - p // 2, p // 2), mode="wrap")
+        expected = np.correlate(xp, kd if kind == "correlate" else kd[::-1], mode="valid")
+    else:
+        # numpy's 'same' has the longer operand's length; scipy's keeps x's.
+        lib = np if len(kd) <= len(x64) else scipy.signal
+        expected = (lib.correlate if kind == "correlate" else lib.convolve)(x64, kd, mode=padding)
+    expected = expected[::stride]
+    kw = dict(padding=padding, stride=stride, dilation=dilation)
+    np.testing.assert_allclose(jax.jit(lambda a, b: fast(a, b, **kw))(x, k), expected,
+                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(reference(x, k, **kw), expected, rtol=1e-5, atol=1e-5)
+
+
+@given(case=conv_case(2))
+def test_convolution_is_correlation_with_flipped_kernel(case):
+    x, k, padding, stride, dilation = case
+    kw = dict(padding=padding, stride=stride, dilation=dilation)
+    np.testing.assert_allclose(
+        ops.convolve2d(x, k, **kw), ops.correlate2d(x, np.flip(k), **kw), rtol=1e-6, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        ops.convolve2d_reference(x, k, **kw), ops.correlate2d_reference(x, np.flip(k), **kw),
+        rtol=1e-6, atol=1e-6,
+    )
+
+
+def test_full_convolution_commutes_and_correlation_does_not(variant):
+    a = jnp.array([[1.0, 2.0, 0.0], [0.0, 1.0, 3.0]])
+    b = jnp.array([[2.0, -1.0], [0.0, 1.0], [4.0, 1.0]])
+    conv = variant(lambda p, q: ops.convolve2d(p, q, padding="full"))
+    corr = variant(lambda p, q: ops.correlate2d(p, q, padding="full"))
+    np.testing.assert_allclose(conv(a, b), conv(b, a))
+    assert not np.allclose(corr(a, b), corr(b, a))
+    # what correlation satisfies instead: corr(b, a) is corr(a, b) rotated by 180 degrees.
+    np.testing.assert_allclose(corr(b, a), np.flip(corr(a, b)))
+
+
+@pytest.mark.parametrize("shift", [(0, 1), (2, -3), (-4, 5), (7, 7)])
+def test_circular_correlation_is_exactly_shift_equivariant(shift, variant):
+    rng = np.random.default_rng(0)
+    x = rng.integers(-5, 6, size=(8, 10)).astype(np.float32)
+    k = rng.integers(-3, 4, size=(3, 4)).astype(np.float32)
+    f = variant(lambda a: ops.correlate2d(a, k, padding="circular"))
+    np.testing.assert_array_equal(f(np.roll(x, shift, (0, 1))), np.roll(f(x), shift, (0, 1)))
+
+
+def test_zero_padding_breaks_shift_equivariance_at_the_border():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((8, 8)).astype(np.float32)
+    k = rng.standard_normal((3, 3)).astype(np.float32)
+    f = lambda a: np.asarray(ops.correlate2d(a, k, padding="same"))
+    shifted, expected = f(np.roll(x, 1, 1)), np.roll(f(x), 1, 1)
+    np.testing.assert_allclose(shifted[:, 2:-1], expected[:, 2:-1], rtol=1e-5, atol=1e-5)
+    assert np.abs(shifted[:, :2] - expected[:, :2]).max() > 1e-2
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: ops.correlate2d(jnp.ones(5), jnp.ones((3, 3))), r"x must be 2-D.*\(5,\)"),
+        (lambda: ops.correlate2d(jnp.ones((5, 5)), jnp.ones(3)), r"kernel must be 2-D.*\(3,\)"),
+        (lambda: ops.correlate1d(jnp.ones((4, 4)), jnp.ones(3)), r"x must be 1-D.*\(4, 4\)"),
+        (lambda: ops.correlate2d(jnp.ones((3, 3)), jnp.ones((4, 4))), r"larger than the input"),
+        (lambda: ops.convolve1d(jnp.ones(5), jnp.ones(3), dilation=3), r"larger than the input"),
+        (lambda: ops.correlate2d(jnp.ones((5, 5)), jnp.ones((3, 3)), padding="reflect"),
+         r"padding must be one of .*'reflect'"),
+        (lambda: ops.correlate2d(jnp.ones((5, 5)), jnp.ones((3, 3)), stride=0),
+         r"stride must be .* got 0"),
+        (lambda: ops.correlate2d(jnp.ones((5, 5)), jnp.ones((3, 3)), dilation=(1, -2)),
+         r"dilation must be .* got \(1, -2\)"),
+        (lambda: ops.convolve1d(jnp.ones(5), jnp.ones(3), stride=1.5), r"stride must be .*1\.5"),
+        (lambda: ops.conv2d(jnp.ones((1, 5, 5)), jnp.ones((3, 3, 1, 1))), r"x must be 4-D"),
+        (lambda: ops.conv2d(jnp.ones((1, 5, 5, 2)), jnp.ones((3, 3, 3, 1))), r"channels 3 .* 2"),
+        (lambda: ops.conv2d(jnp.ones((1, 5, 5, 1)), jnp.ones((3, 3, 1, 1)), impl="fft"),
+         r"impl must be one of .*'fft'"),
+    ],
+)
+def test_bad_input_raises_value_error_naming_argument(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+# ------------------------------------------------------------------ conv2d: many filters
+
+
+@pytest.mark.parametrize("impl", ["xla", "matmul"])
+@pytest.mark.parametrize(
+    "padding, stride, dilation, kshape",
+    [("valid", 1, 1, (3, 3)), ("same", 2, 1, (3, 3)), ("full", 1, 2, (2, 3)),
+     ("circular", (2, 1), 1, (5, 3)), ("same", 1, (2, 1), (1, 1)), ("valid", 3, 1, (4, 2))],
+)
+def test_conv2d_is_a_sum_of_single_channel_correlations(impl, padding, stride, dilation, kshape,
+                                                        variant):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 9, 8, 3)).astype(np.float32)
+    k = rng.standard_normal((*kshape, 3, 4)).astype(np.float32)
+    kw = dict(padding=padding, stride=stride, dilation=dilation)
+    got = variant(lambda a, b: ops.conv2d(a, b, impl=impl, **kw))(x, k)
+    expected = np.stack([
+        np.stack([sum(np.asarray(ops.correlate2d_reference(x[n, ..., c], k[..., c, o], **kw))
+                      for c in range(3)) for o in range(4)], -1)
+        for n in range(2)
+    ])
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("padding", ops.PADDINGS)
+@pytest.mark.parametrize("stride, dilation", [(1, 1), (2, 1), (1, 2), ((2, 3), (1, 2))])
+def test_conv2d_matmul_and_xla_agree_in_value_and_gradient(padding, stride, dilation, key):
+    kx, kk, kg = jax.random.split(key, 3)
+    x = jax.random.normal(kx, (2, 11, 10, 3))
+    k = jax.random.normal(kk, (3, 3, 3, 5))
+    kw = dict(padding=padding, stride=stride, dilation=dilation, precision="highest")
+    y_xla = ops.conv2d(x, k, impl="xla", **kw)
+    y_mm = ops.conv2d(x, k, impl="matmul", **kw)
+    np.testing.assert_allclose(y_mm, y_xla, rtol=1e-5, atol=1e-5)
+    cot = jax.random.normal(kg, y_xla.shape)
+    loss = lambda impl: lambda a, b: jnp.vdot(ops.conv2d(a, b, impl=impl, **kw), cot)
+    g_xla = jax.grad(loss("xla"), argnums=(0, 1))(x, k)
+    g_mm = jax.grad(loss("matmul"), argnums=(0, 1))(x, k)
+    for a, b in zip(g_mm, g_xla):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_auto_impl_follows_backend():
+    expected = "matmul" if jax.default_backend() == "cpu" else "xla"
+    assert ops.resolve_impl("auto") == expected
+    assert ops.resolve_impl("xla") == "xla"
