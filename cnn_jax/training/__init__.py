@@ -1,0 +1,28 @@
+"""Training: pure compiled steps, the epoch loop, early stopping, checkpoints, sweeps."""
+
+from cnn_jax.training.checkpoint import restore_params
+from cnn_jax.training.early_stopping import EarlyStopping
+from cnn_jax.training.loop import DeviceData, fit, load_data, make_mesh
+from cnn_jax.training.steps import (
+    TrainState,
+    create_train_state,
+    evaluate,
+    make_optimizer,
+    train_epoch,
+    train_step,
+)
+
+__all__ = [
+    "DeviceData",
+    "EarlyStopping",
+    "TrainState",
+    "create_train_state",
+    "evaluate",
+    "fit",
+    "load_data",
+    "make_mesh",
+    "make_optimizer",
+    "restore_params",
+    "train_epoch",
+    "train_step",
+]

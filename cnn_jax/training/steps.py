@@ -1,0 +1,133 @@
+"""Pure, compiled-once pieces of training: state, loss, train/eval steps, whole epochs.
+
+Each epoch is one XLA program: ``lax.scan`` of ``train_step`` over the batches of a
+per-epoch permutation of data that already lives on the device(s); the last partial batch
+is a masked full-size batch inside the same program. The batch axis is sharded over a
+``Mesh`` axis ``"batch"`` (data parallelism; a 1-device mesh on one device).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training import train_state
+from jax import lax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from cnn_jax.data.pipeline import epoch_batches, normalize
+
+
+class TrainState(train_state.TrainState):
+    """Flax train state (params, optimizer state, step, apply_fn, tx)."""
+
+
+def make_optimizer(name: str, learning_rate: float, **kwargs) -> optax.GradientTransformation:
+    """An optax optimizer by name. ``adam`` defaults to Keras's b1=0.9, b2=0.999, eps=1e-7.
+
+    Keras adds epsilon to sqrt(v) before bias correction and optax after it; the two agree
+    after the first few hundred steps (Keras's effective epsilon is eps / sqrt(1 - b2**t)).
+    """
+    if name == "adam":
+        kwargs = {"b1": 0.9, "b2": 0.999, "eps": 1e-7, **kwargs}
+    factory = getattr(optax, name, None)
+    if not callable(factory) or name.startswith("_"):
+        raise ValueError(f"optimizer must be an optax optimizer name, got {name!r}")
+    return factory(learning_rate, **kwargs)
+
+
+def create_train_state(model: nn.Module, tx: optax.GradientTransformation, key: jax.Array,
+                       input_shape: tuple[int, ...]) -> TrainState:
+    """Initialises ``model`` on a zero batch of [1, *input_shape] and wraps it with ``tx``."""
+    params = model.init(key, jnp.zeros((1, *input_shape), jnp.float32))["params"]
+    return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+
+def cross_entropy_loss(logits: jax.Array, labels: jax.Array, mask: jax.Array):
+    """Mean categorical cross-entropy and accuracy over the real (``mask``) examples.
+
+    Args:
+      logits: [B, K]; labels: int [B]; mask: bool [B].
+
+    Returns:
+      ``(loss, {"loss_sum", "correct", "count"})`` with sums over the masked batch.
+    """
+    onehot = jax.nn.one_hot(labels, logits.shape[-1])
+    per_example = optax.softmax_cross_entropy(logits, onehot)
+    weights = mask.astype(jnp.float32)
+    count = weights.sum()
+    loss = (per_example * weights).sum() / jnp.maximum(count, 1.0)
+    correct = ((jnp.argmax(logits, -1) == labels) * weights).sum()
+    return loss, {"loss_sum": loss * count, "correct": correct, "count": count}
+
+
+def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array):
+    """One optimizer step on ``batch`` = {"image": [B,H,W,C] f32, "label": [B], "mask": [B]}.
+
+    Returns ``(new_state, sums)`` where sums = {"loss_sum", "correct", "count"}.
+    """
+
+    def loss_fn(params):
+        logits, _ = state.apply_fn({"params": params}, batch["image"], train=True,
+                                   rngs={"dropout": key})
+        return cross_entropy_loss(logits, batch["label"], batch["mask"])
+
+    (_, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    return state.apply_gradients(grads=grads), sums
+
+
+def eval_step(params: Any, apply_fn, batch: dict[str, jax.Array]):
+    """Loss/accuracy sums of ``params`` on one masked batch (no parameter update)."""
+    logits, _ = apply_fn({"params": params}, batch["image"], train=False)
+    return cross_entropy_loss(logits, batch["label"], batch["mask"])[1]
+
+
+def _batch(images, labels, idx, mask, mean, std, mesh):
+    batch = {"image": normalize(images[idx], mean, std), "label": labels[idx], "mask": mask}
+    if mesh is not None:
+        spec = NamedSharding(mesh, PartitionSpec("batch"))
+        batch = jax.tree.map(lambda a: lax.with_sharding_constraint(a, spec), batch)
+    return batch
+
+
+def _summarize(sums):
+    total = jax.tree.map(jnp.sum, sums)
+    count = jnp.maximum(total["count"], 1.0)
+    return {"loss": total["loss_sum"] / count, "accuracy": total["correct"] / count}
+
+
+def train_epoch(state: TrainState, images: jax.Array, labels: jax.Array, key: jax.Array, *,
+                batch_size: int, drop_remainder: bool = False, mean=None, std=None,
+                mesh: Mesh | None = None):
+    """One epoch over on-device uint8 ``images`` [N,H,W,C] and ``labels`` [N].
+
+    Returns ``(state, {"loss", "accuracy"})``: the example-weighted means over the epoch's
+    batches, as Keras logs them.
+    """
+    perm_key, step_key = jax.random.split(key)
+    idx, mask = epoch_batches(perm_key, images.shape[0], batch_size,
+                              drop_remainder=drop_remainder)
+    keys = jax.random.split(step_key, idx.shape[0])
+
+    def body(state, xs):
+        i, m, k = xs
+        return train_step(state, _batch(images, labels, i, m, mean, std, mesh), k)
+
+    state, sums = lax.scan(body, state, (idx, mask, keys))
+    return state, _summarize(sums)
+
+
+def evaluate(params: Any, images: jax.Array, labels: jax.Array, *, apply_fn,
+             batch_size: int = 1000, mean=None, std=None, mesh: Mesh | None = None):
+    """Loss and accuracy of ``params`` on all of ``images``/``labels``, in one program."""
+    idx, mask = epoch_batches(None, images.shape[0], batch_size)
+
+    def body(carry, xs):
+        i, m = xs
+        return carry, eval_step(params, apply_fn, _batch(images, labels, i, m, mean, std, mesh))
+
+    _, sums = lax.scan(body, None, (idx, mask))
+    return _summarize(sums)
