@@ -43,7 +43,10 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation, key: 
                        input_shape: tuple[int, ...]) -> TrainState:
     """Initialises ``model`` on a zero batch of [1, *input_shape] and wraps it with ``tx``."""
     params = model.init(key, jnp.zeros((1, *input_shape), jnp.float32))["params"]
-    return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+    state = TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+    # A strongly typed step, so the state after an epoch has the types of the state before
+    # it and the epoch program is compiled once, not twice.
+    return state.replace(step=jnp.zeros((), jnp.int32))
 
 
 def cross_entropy_loss(logits: jax.Array, labels: jax.Array, mask: jax.Array):

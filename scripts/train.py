@@ -1,0 +1,139 @@
+"""Train a model: ``python scripts/train.py --flagfile=experiments/NAME.flags``.
+
+Flags -> a typed ``TrainConfig`` -> ``cnn_jax.training.fit`` (or ``run_sweep`` with
+``--sweep``). A bad flag value is a one-line usage error with exit code 2.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Folder for config.json, metrics, results, checkpoints.")
+flags.DEFINE_string("model", "cnn", "Model name (see cnn_jax.models.names()).")
+flags.DEFINE_multi_string("model_arg", [], "Model hyper-parameter as name=python_literal; "
+                          "repeat the flag for several, e.g. --model_arg=features=(32,64).")
+flags.DEFINE_string("dataset", "fashion_mnist", "Dataset name for cnn_jax.data.load.")
+flags.DEFINE_string("data_dir", None, "Local data folder (TFDS-prepared or IDX files).")
+flags.DEFINE_string("validation", "test", "'test' (validate on test, as the lecture) or "
+                    "'holdout' (a seeded carve-out of train).")
+flags.DEFINE_float("validation_fraction", 0.1, "Holdout fraction of train.")
+flags.DEFINE_integer("batch_size", 256, "Batch size.")
+flags.DEFINE_integer("epochs", 100, "Maximum number of epochs.")
+flags.DEFINE_boolean("drop_remainder", False, "Drop the last partial batch (Keras keeps it).")
+flags.DEFINE_string("optimizer", "adam", "optax optimizer name.")
+flags.DEFINE_float("learning_rate", 1e-3, "Learning rate.")
+flags.DEFINE_multi_string("optimizer_arg", [], "Optimizer argument as name=python_literal.")
+flags.DEFINE_boolean("early_stopping", False, "Use Keras-style early stopping.")
+flags.DEFINE_string("es_monitor", "val_loss", "EarlyStopping monitor.")
+flags.DEFINE_float("es_min_delta", 0.0, "EarlyStopping min_delta.")
+flags.DEFINE_integer("es_patience", 0, "EarlyStopping patience.")
+flags.DEFINE_string("es_mode", "auto", "EarlyStopping mode: auto, min or max.")
+flags.DEFINE_float("es_baseline", None, "EarlyStopping baseline.")
+flags.DEFINE_boolean("es_restore_best_weights", False, "EarlyStopping restore_best_weights.")
+flags.DEFINE_integer("es_start_from_epoch", 0, "EarlyStopping start_from_epoch.")
+flags.DEFINE_integer("seed", 0, "Seed of initialisation, shuffling and holdout split.")
+flags.DEFINE_integer("num_devices", 0, "Devices to shard the batch over (0: all local).")
+flags.DEFINE_integer("checkpoint_every", 1, "Checkpoint every N epochs (0: never).")
+flags.DEFINE_boolean("standardize", False, "Standardise inputs per channel.")
+flags.DEFINE_string("platform", None, "cpu, gpu or tpu (default: what JAX finds).")
+flags.DEFINE_boolean("distributed", False, "Call jax.distributed.initialize() (multi-host).")
+flags.DEFINE_string("sweep", None, "Sweep one hyper-parameter: name=start:stop[:step] or "
+                    "name=v1,v2 (a config field or a model argument).")
+
+
+def _literal(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text  # a bare word such as elu
+
+
+def _pairs(items: list[str], flag: str) -> dict:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--{flag} must be name=value, got {item!r}")
+        out[name.strip()] = _literal(value.strip())
+    return out
+
+
+def config_from_flags():
+    """Builds the TrainConfig (raises ValueError naming the flag on bad values)."""
+    from cnn_jax.config import EarlyStoppingConfig, TrainConfig
+
+    es = None
+    if FLAGS.early_stopping:
+        es = EarlyStoppingConfig(
+            monitor=FLAGS.es_monitor, min_delta=FLAGS.es_min_delta, patience=FLAGS.es_patience,
+            mode=FLAGS.es_mode, baseline=FLAGS.es_baseline,
+            restore_best_weights=FLAGS.es_restore_best_weights,
+            start_from_epoch=FLAGS.es_start_from_epoch)
+    return TrainConfig(
+        model=FLAGS.model, model_kwargs=_pairs(FLAGS.model_arg, "model_arg"),
+        dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, validation=FLAGS.validation,
+        validation_fraction=FLAGS.validation_fraction, batch_size=FLAGS.batch_size,
+        epochs=FLAGS.epochs, drop_remainder=FLAGS.drop_remainder, optimizer=FLAGS.optimizer,
+        learning_rate=FLAGS.learning_rate,
+        optimizer_kwargs=_pairs(FLAGS.optimizer_arg, "optimizer_arg"), early_stopping=es,
+        seed=FLAGS.seed, num_devices=FLAGS.num_devices, checkpoint_every=FLAGS.checkpoint_every,
+        standardize=FLAGS.standardize)
+
+
+def usage_error(message: str) -> None:
+    print(f"train.py: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def parse_flags(argv):
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        usage_error(str(e))
+
+
+def main(argv):
+    if len(argv) > 1:
+        usage_error(f"unexpected arguments {argv[1:]}")
+    if FLAGS.workdir is None:
+        usage_error("--workdir is required (set it in the flagfile)")
+    if FLAGS.platform is not None:
+        if FLAGS.platform not in ("cpu", "gpu", "tpu"):
+            usage_error(f"--platform must be cpu, gpu or tpu, got {FLAGS.platform!r}")
+        import jax
+
+        jax.config.update("jax_platforms", FLAGS.platform)
+    import jax
+
+    from cnn_jax import models, training
+    from cnn_jax.training import sweep
+
+    if FLAGS.distributed:
+        jax.distributed.initialize()
+    try:
+        config = config_from_flags()
+        if config.model not in models.names():
+            raise ValueError(f"--model must be one of {models.names()}, got {config.model!r}")
+        member = sweep.parse_sweep(FLAGS.sweep) if FLAGS.sweep else None
+    except ValueError as e:
+        usage_error(str(e))
+    logging.info("devices: %s", jax.devices())
+    if member is None:
+        results = training.fit(config, FLAGS.workdir)
+        print(f"{FLAGS.workdir}: {results['status']}  train_loss {results['train_loss']:.4f}  "
+              f"train_acc {results['train_accuracy']:.4f}  valid_loss {results['valid_loss']:.4f}"
+              f"  valid_acc {results['valid_accuracy']:.4f}  ({results['wall_time']:.1f} s)")
+        return 1 if results["status"] == "non_finite_loss" else 0
+    name, values = member
+    sweep.run_sweep(config, name, values, FLAGS.workdir)
+    with open(f"{FLAGS.workdir}/summary.md") as f:
+        print(f.read())
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=parse_flags)

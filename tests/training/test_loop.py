@@ -1,0 +1,180 @@
+"""The training loop: compile-once, partial batches, determinism, resume, errors, sharding."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from cnn_jax import models
+from cnn_jax.config import EarlyStoppingConfig, TrainConfig
+from cnn_jax.training import DeviceData, fit, make_mesh, steps
+
+CFG = TrainConfig(model="mlp", model_kwargs={"num_layers": 1, "units": 16}, batch_size=64,
+                  epochs=4, num_devices=1, seed=3)
+
+
+def history(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
+    return [{k: r[k] for k in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")}
+            for r in rows]
+
+
+def test_train_step_is_traced_once_for_all_epochs(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.setattr(steps, "train_step", chex.assert_max_traces(steps.train_step, n=1))
+    # evaluation compiles once per dataset shape: validation, then train for the final report.
+    monkeypatch.setattr(steps, "eval_step", chex.assert_max_traces(steps.eval_step, n=2))
+    try:
+        r = fit(CFG.replace(epochs=3), str(tmp_path), data=tiny_data)
+    finally:
+        chex.clear_trace_counter()
+    assert r["epochs_run"] == 3
+
+
+def test_masked_partial_batch_equals_training_on_the_real_examples_only(key):
+    model = models.get("mlp", num_layers=1, units=8, num_classes=3)
+    tx = optax.sgd(0.1)
+    state = steps.create_train_state(model, tx, key, (4, 4, 1))
+    x = jax.random.normal(key, (5, 4, 4, 1))
+    y = jnp.array([0, 1, 2, 1, 0])
+    padded = {"image": jnp.concatenate([x, jnp.zeros((3, 4, 4, 1))]),
+              "label": jnp.concatenate([y, jnp.zeros(3, jnp.int32)]),
+              "mask": jnp.arange(8) < 5}
+    masked_state, sums = steps.train_step(state, padded, key)
+    exact_state, _ = steps.train_step(state, {"image": x, "label": y, "mask": jnp.ones(5, bool)},
+                                      key)
+    chex.assert_trees_all_close(masked_state.params, exact_state.params, rtol=1e-6)
+    assert float(sums["count"]) == 5
+
+
+def test_same_config_same_metrics_bit_for_bit(tiny_data, tmp_path):
+    a = fit(CFG, str(tmp_path / "a"), data=tiny_data)
+    b = fit(CFG, str(tmp_path / "b"), data=tiny_data)
+    assert history(tmp_path / "a") == history(tmp_path / "b")
+    assert a["valid_loss"] == b["valid_loss"]
+    c = fit(CFG.replace(seed=4), str(tmp_path / "c"), data=tiny_data)
+    assert c["valid_loss"] != a["valid_loss"]
+
+
+def test_results_files_and_early_stopping_restores_best_epoch(tiny_data, tmp_path):
+    es = EarlyStoppingConfig(patience=1, restore_best_weights=True, min_delta=0.05)
+    cfg = CFG.replace(epochs=30, early_stopping=es, learning_rate=3e-3)
+    r = fit(cfg, str(tmp_path), data=tiny_data)
+    h = history(tmp_path)
+    assert r["status"] == "stopped_early" and r["stopped_epoch"] == len(h) < 30
+    best = min(range(len(h)), key=lambda i: h[i]["val_loss"])
+    # The restored weights are those of the best epoch (the ones with lowest val_loss up to
+    # min_delta): evaluating them again reproduces that epoch's logged validation loss.
+    assert h[r["best_epoch"] - 1]["val_loss"] == pytest.approx(r["valid_loss"], rel=1e-6)
+    assert h[r["best_epoch"] - 1]["val_loss"] <= h[best]["val_loss"] + 0.05
+    for name in ("config.json", "results.json", "figures/history.png", "final"):
+        assert os.path.exists(tmp_path / name), name
+    assert json.load(open(tmp_path / "config.json")) == cfg.to_dict()
+    assert r["param_count"] == 64 * 16 + 16 + 16 * 2 + 2
+
+
+def test_finished_run_is_returned_not_retrained(tiny_data, tmp_path):
+    first = fit(CFG, str(tmp_path), data=tiny_data)
+    mtime = os.path.getmtime(tmp_path / "metrics.jsonl")
+    assert fit(CFG, str(tmp_path), data=tiny_data) == first
+    assert os.path.getmtime(tmp_path / "metrics.jsonl") == mtime
+    with pytest.raises(ValueError, match="another configuration"):
+        fit(CFG.replace(seed=9), str(tmp_path), data=tiny_data)
+
+
+def test_non_finite_loss_stops_with_a_message_naming_the_epoch(tiny_data, tmp_path):
+    jax.config.update("jax_debug_nans", False)  # this run produces NaN on purpose
+    cfg = CFG.replace(optimizer="sgd", learning_rate=1e30, epochs=5)
+    r = fit(cfg, str(tmp_path), data=tiny_data)
+    assert r["status"] == "non_finite_loss"
+    assert f"at epoch {r['epochs_run']}" in r["message"]
+    assert r["epochs_run"] < 5
+
+
+RESUME_SCRIPT = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    from training.conftest import blobs
+    from cnn_jax.config import TrainConfig, EarlyStoppingConfig
+    from cnn_jax.training import DeviceData, fit, make_mesh
+    data = DeviceData.from_arrays(*blobs(3000, 0, 12), *blobs(500, 1, 12), num_classes=2,
+                                  mesh=make_mesh(1))
+    cfg = TrainConfig(model="mlp", model_kwargs={{"num_layers": 3, "units": 256}},
+                      batch_size=32, epochs=12, num_devices=1, seed=5,
+                      early_stopping=EarlyStoppingConfig(patience=20, restore_best_weights=True))
+    print(fit(cfg, sys.argv[1], data=data)["valid_loss"])
+""")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_resume_after_kill_ends_with_the_same_metrics(tmp_path, sig):
+    script = tmp_path / "run.py"
+    script.write_text(RESUME_SCRIPT.format(tests=os.path.dirname(os.path.dirname(__file__))))
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
+    run = lambda wd: subprocess.run([sys.executable, str(script), str(wd)], env=env,
+                                    capture_output=True, text=True, check=True)
+    run(tmp_path / "whole")
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "cut")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metrics = tmp_path / "cut" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    proc.wait()
+    done = len(metrics.read_text().splitlines())
+    assert 3 <= done < 12, f"the kill came too late ({done} epochs written)"
+    assert not (tmp_path / "cut" / "results.json").exists()
+    run(tmp_path / "cut")
+    assert history(tmp_path / "cut") == history(tmp_path / "whole")
+    whole = json.load(open(tmp_path / "whole" / "results.json"))
+    cut = json.load(open(tmp_path / "cut" / "results.json"))
+    for k in ("train_loss", "valid_loss", "train_accuracy", "valid_accuracy", "best_epoch"):
+        assert cut[k] == whole[k], k
+
+
+def test_four_devices_match_one_device(tiny_arrays, tmp_path):
+    assert len(jax.devices()) >= 4, "tests/conftest.py sets 4 host devices"
+    results = {}
+    for n in (1, 4):
+        mesh = make_mesh(n)
+        data = DeviceData.from_arrays(*tiny_arrays, num_classes=2, mesh=mesh)
+        results[n] = fit(CFG.replace(num_devices=n), str(tmp_path / str(n)), data=data,
+                         mesh=mesh)
+        assert results[n]["devices"] == n
+    h1, h4 = history(tmp_path / "1"), history(tmp_path / "4")
+    for a, b in zip(h1, h4):
+        np.testing.assert_allclose([a["loss"], a["val_loss"]], [b["loss"], b["val_loss"]],
+                                   rtol=1e-5)
+    assert results[4]["valid_loss"] == pytest.approx(results[1]["valid_loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [({"batch_size": 0}, "batch_size must be > 0, got 0"),
+     ({"validation": "train"}, "validation must be one of"),
+     ({"validation_fraction": 1.5}, "validation_fraction must be in"),
+     ({"learning_rate": -1.0}, "learning_rate must be > 0")],
+)
+def test_bad_config_values_name_the_field(change, match):
+    with pytest.raises(ValueError, match=match):
+        CFG.replace(**change)
+
+
+def test_unknown_model_and_optimizer_are_clear_errors(tiny_data, tmp_path):
+    with pytest.raises(ValueError, match="model must be one of .*'resnet'"):
+        fit(CFG.replace(model="resnet"), str(tmp_path / "a"), data=tiny_data)
+    with pytest.raises(ValueError, match="optimizer must be .*'adamw2'"):
+        fit(CFG.replace(optimizer="adamw2"), str(tmp_path / "b"), data=tiny_data)
