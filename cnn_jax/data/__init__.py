@@ -1,0 +1,22 @@
+"""Datasets by name (TFDS, local IDX files, synthetic), derived copies, on-device batching."""
+
+from cnn_jax.data.dataset import SPLITS, Dataset, DatasetInfo
+from cnn_jax.data.idx import IdxError, read_idx
+from cnn_jax.data.pipeline import epoch_batches, normalize, to_device
+from cnn_jax.data.sources import DatasetNotFound, load, load_splits
+from cnn_jax.data.synthetic import SYNTHETIC
+
+__all__ = [
+    "SPLITS",
+    "SYNTHETIC",
+    "Dataset",
+    "DatasetInfo",
+    "DatasetNotFound",
+    "IdxError",
+    "epoch_batches",
+    "load",
+    "load_splits",
+    "normalize",
+    "read_idx",
+    "to_device",
+]
