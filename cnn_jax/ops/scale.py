@@ -1,0 +1,158 @@
+"""Scale-equivariant convolution over a discrete ladder of scales (after Sosnovik et al., 2020).
+
+Filters are linear combinations of a fixed basis of Hermite-Gaussian functions that is drawn
+at every scale of a geometric ladder ``sigma_s = sigma_0 * ratio^s`` (s = 0..S-1). The basis
+at scale ``sigma`` is ``psi_sigma(u) = psi(u / sigma) / sigma^2``, so correlating an image
+zoomed by ``ratio`` with ``psi_{ratio sigma}`` gives the zoomed response to ``psi_sigma``:
+zooming the input by ``ratio`` zooms every map and moves it one step along the scale axis
+(``transforms.scale_group``). On a pixel grid this holds approximately (sampling, the kernel
+window and the ends of the ladder), best for smooth inputs.
+
+Maps on the scale ladder are [N, H, W, C, S], finest scale first. A layer's filter bank is
+expanded over the scales and correlated in one ``ops.conv2d`` call (the fast path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cnn_jax.ops.conv import conv2d
+from cnn_jax.ops.group import group_pool
+
+__all__ = [
+    "hermite_gaussian_basis",
+    "scale_conv2d",
+    "scale_ladder",
+    "scale_lifting_conv2d",
+    "scale_pool",
+]
+
+
+def scale_ladder(sigma0: float, ratio: float, num_scales: int) -> tuple[float, ...]:
+    """``(sigma0, sigma0 * ratio, ..., sigma0 * ratio^(S-1))``."""
+    if not sigma0 > 0 or not ratio > 0:
+        raise ValueError(f"sigma0 and ratio must be > 0, got sigma0={sigma0}, ratio={ratio}")
+    if not isinstance(num_scales, int) or num_scales < 1:
+        raise ValueError(f"num_scales must be a positive int, got {num_scales!r}")
+    return tuple(float(sigma0 * ratio**s) for s in range(num_scales))
+
+
+def _hermite(n: int, t: np.ndarray) -> np.ndarray:
+    """Physicists' Hermite polynomial H_n(t) by its three-term recurrence."""
+    prev, cur = np.ones_like(t), 2 * t
+    if n == 0:
+        return prev
+    for k in range(1, n):
+        prev, cur = cur, 2 * t * cur - 2 * k * prev
+    return cur
+
+
+def hermite_gaussian_basis(size: int, scales: Sequence[float], order: int = 2) -> np.ndarray:
+    """The fixed multi-scale filter basis.
+
+    Basis function ``(a, b)`` with ``a + b <= order`` at scale ``sigma`` is
+    ``H_a(u / sigma) H_b(v / sigma) exp(-(u^2 + v^2) / (2 sigma^2)) / sigma^2`` on the
+    ``size x size`` grid centred at 0 (u down, v right), scaled so that it has unit L2 norm at
+    the finest scale; the ``1 / sigma^2`` factor keeps responses comparable across scales.
+
+    Args:
+      size: odd kernel size K.
+      scales: the S scales (sigma, in pixels).
+      order: maximal total polynomial degree; B = (order + 1)(order + 2) / 2 functions.
+
+    Returns:
+      [S, K, K, B] float32 numpy array.
+    """
+    if not isinstance(size, int) or size < 1 or size % 2 == 0:
+        raise ValueError(f"size must be a positive odd int, got {size!r}")
+    if not isinstance(order, int) or order < 0:
+        raise ValueError(f"order must be a non-negative int, got {order!r}")
+    if len(scales) < 1 or min(scales) <= 0:
+        raise ValueError(f"scales must be a non-empty sequence of positive floats, got {scales!r}")
+    u = np.arange(size, dtype=np.float64) - size // 2
+    degrees = [(a, d - a) for d in range(order + 1) for a in range(d + 1)]
+    per_scale = []
+    for sigma in scales:
+        t = u / sigma
+        g = np.exp(-0.5 * t**2)
+        per_scale.append(np.stack(
+            [np.outer(_hermite(a, t) * g, _hermite(b, t) * g) / sigma**2 for a, b in degrees],
+            axis=-1))
+    basis = np.stack(per_scale)  # [S, K, K, B]
+    norms = np.sqrt(np.sum(basis[0] ** 2, axis=(0, 1)))
+    return (basis / norms).astype(np.float32)
+
+
+def _check_basis(basis, num_scales=None):
+    if jnp.ndim(basis) != 4 or basis.shape[1] != basis.shape[2]:
+        raise ValueError(f"basis must be [S, K, K, B], got shape {jnp.shape(basis)}")
+    if num_scales is not None and basis.shape[0] != num_scales:
+        raise ValueError(f"basis has {basis.shape[0]} scales but the input has {num_scales}")
+
+
+def scale_lifting_conv2d(x: jax.Array, weights: jax.Array, basis: jax.Array, *,
+                         padding: str = "same", impl: str = "auto",
+                         precision=None) -> jax.Array:
+    """Z2 -> scales: correlates the image with the same filter drawn at every scale.
+
+    Args:
+      x: [N, H, W, C] images.
+      weights: [C, O, B] basis coefficients.
+      basis: [S, K, K, B] from ``hermite_gaussian_basis``.
+      padding, impl, precision: as ``ops.conv2d`` (stride 1).
+
+    Returns:
+      [N, H', W', O, S].
+    """
+    _check_basis(basis)
+    if jnp.ndim(weights) != 3 or weights.shape[-1] != basis.shape[-1]:
+        raise ValueError(f"weights must be [C, O, {basis.shape[-1]}], got {jnp.shape(weights)}")
+    s, k = basis.shape[0], basis.shape[1]
+    bank = jnp.einsum("sijb,cob->ijcos", basis, weights)  # [K, K, C, O, S]
+    out = conv2d(x, bank.reshape(k, k, weights.shape[0], -1), padding=padding, impl=impl,
+                 precision=precision)
+    return out.reshape(*out.shape[:3], weights.shape[1], s)
+
+
+def scale_conv2d(y: jax.Array, weights: jax.Array, basis: jax.Array, *,
+                 padding: str = "same", impl: str = "auto", precision=None) -> jax.Array:
+    """Scales -> scales: output scale s mixes input scales s .. s + J - 1 with filters at s.
+
+    ``out[..., o, s] = sum_{j, c} (y[..., c, s + j] ⋆ sum_b w[c, j, o, b] basis[s, ..., b])``;
+    input scales beyond the ladder count as zero.
+
+    Args:
+      y: [N, H, W, C, S] map on the scale ladder.
+      weights: [C, J, O, B] coefficients; J is the number of scales mixed (1 = none).
+      basis: [S, K, K, B].
+      padding, impl, precision: as ``ops.conv2d`` (stride 1).
+
+    Returns:
+      [N, H', W', O, S].
+    """
+    if jnp.ndim(y) != 5:
+        raise ValueError(f"y must be [N, H, W, C, S], got shape {jnp.shape(y)}")
+    _check_basis(basis, y.shape[-1])
+    if jnp.ndim(weights) != 4 or weights.shape[-1] != basis.shape[-1]:
+        raise ValueError(f"weights must be [C, J, O, {basis.shape[-1]}], got {jnp.shape(weights)}")
+    c, span, o, _ = weights.shape
+    s, k = basis.shape[0], basis.shape[1]
+    # bank[:, :, c, t, o, s] holds the filter from input scale t to output scale s (t - s < J)
+    filters = jnp.einsum("sxyb,cjob->xycjos", basis, weights)  # [K, K, C, J, O, S]
+    bank = jnp.zeros((k, k, c, s, o, s), filters.dtype)
+    for out_s in range(s):
+        for j in range(min(span, s - out_s)):
+            bank = bank.at[:, :, :, out_s + j, :, out_s].set(filters[:, :, :, j, :, out_s])
+    flat = y.reshape(*y.shape[:3], c * s)
+    out = conv2d(flat, bank.reshape(k, k, c * s, o * s), padding=padding, impl=impl,
+                 precision=precision)
+    return out.reshape(*out.shape[:3], o, s)
+
+
+def scale_pool(y: jax.Array, reduce: str = "max") -> jax.Array:
+    """Reduces the scale axis: [N, H, W, C, S] -> [N, H, W, C] (approximately scale-invariant)."""
+    return group_pool(y, reduce)

@@ -1,0 +1,129 @@
+"""p4 / p4m algebra and group convolution against per-element references."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnn_jax import ops
+from cnn_jax.ops import group as G
+
+
+def plane_map(m, r):
+    """numpy reference for T_g = R^r F^m on a 2-D array."""
+    def apply(a):
+        return np.rot90(a[:, ::-1] if m else a, r)
+    return apply
+
+
+def test_cayley_table_matches_composition_of_plane_maps():
+    a = np.arange(25.0).reshape(5, 5)  # no symmetry: distinct elements give distinct images
+    images = [plane_map(*divmod(g, 4))(a) for g in range(8)]
+    assert len({im.tobytes() for im in images}) == 8
+    table = G.cayley_table("p4m")
+    for u, v in itertools.product(range(8), repeat=2):
+        composed = plane_map(*divmod(u, 4))(plane_map(*divmod(v, 4))(a))
+        np.testing.assert_array_equal(composed, images[table[u, v]])
+
+
+@pytest.mark.parametrize("group", ["p4", "p4m"])
+def test_group_axioms(group):
+    table = G.cayley_table(group)
+    n = len(table)
+    assert all(sorted(row) == list(range(n)) for row in table)  # Latin square
+    np.testing.assert_array_equal(table[0], np.arange(n))  # identity
+    inv = G.inverse(group)
+    np.testing.assert_array_equal(table[np.arange(n), inv], 0)
+    for a, b, c in itertools.product(range(n), repeat=3):
+        assert table[table[a, b], c] == table[a, table[b, c]]
+
+
+def test_p4_is_cyclic_and_p4m_not_abelian():
+    t4 = G.cayley_table("p4")
+    np.testing.assert_array_equal(t4, (np.arange(4)[:, None] + np.arange(4)) % 4)
+    t8 = G.cayley_table("p4m")
+    assert (t8 != t8.T).any()
+
+
+def test_transform_grid_matches_numpy_and_traced(key):
+    x = np.asarray(jax.random.normal(key, (2, 5, 5, 3)))
+    for g in range(8):
+        ref = np.stack([np.stack([plane_map(*divmod(g, 4))(x[n, :, :, c]) for c in range(3)], -1)
+                        for n in range(2)])
+        np.testing.assert_array_equal(G.transform_grid(x, g, axes=(1, 2)), ref)
+        np.testing.assert_array_equal(
+            jax.jit(lambda a, e: G.transform_grid(a, e, axes=(1, 2)))(x, g), ref)
+
+
+@pytest.mark.parametrize("group", ["p4", "p4m"])
+def test_lifting_conv_is_one_correlation_per_transformed_filter(key, group, variant):
+    k1, k2 = jax.random.split(key)
+    x = jax.random.normal(k1, (2, 7, 7, 3))
+    kernel = jax.random.normal(k2, (3, 3, 3, 2))
+    got = variant(lambda a, k: G.lifting_conv2d(a, k, group))(x, kernel)
+    n = G.group_order(group)
+    assert got.shape == (2, 7, 7, 2, n)
+    for g in range(n):
+        rotated = np.stack([np.stack([plane_map(*divmod(g, 4))(np.asarray(kernel[:, :, c, o]))
+                                      for c in range(3)], -1) for o in range(2)], -1)
+        ref = ops.conv2d(x, jnp.asarray(rotated), padding="same", impl="xla",
+                         precision="highest")
+        np.testing.assert_allclose(got[..., g], ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("group", ["p4", "p4m"])
+def test_group_conv_matches_definition(key, group):
+    """out[x, o, g] = sum_{y, c, h} f[y, c, h] psi[g^-1 (y - x), c, g^-1 h], on an 11x11 sum."""
+    n = G.group_order(group)
+    k1, k2 = jax.random.split(key)
+    y = np.asarray(jax.random.normal(k1, (1, 5, 5, 2, n)))
+    kernel = np.asarray(jax.random.normal(k2, (3, 3, 2, n, 2)))
+    got = np.asarray(G.group_conv2d(jnp.asarray(y), jnp.asarray(kernel), group, padding="valid"))
+    table, inv = G.cayley_table(group), G.inverse(group)
+    ref = np.zeros((1, 3, 3, 2, n))
+    for g in range(n):
+        for h in range(n):
+            src = table[inv[g], h]  # g^-1 h
+            for c, o in itertools.product(range(2), range(2)):
+                filt = plane_map(*divmod(g, 4))(kernel[:, :, c, src, o])
+                for i, j in itertools.product(range(3), range(3)):
+                    ref[0, i, j, o, g] += np.sum(y[0, i:i + 3, j:j + 3, c, h] * filt)
+    np.testing.assert_allclose(got, ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("group", ["p4", "p4m"])
+def test_impls_agree_in_value_and_gradient(key, group):
+    n = G.group_order(group)
+    k1, k2 = jax.random.split(key)
+    y = jax.random.normal(k1, (2, 6, 6, 2, n))
+    kernel = jax.random.normal(k2, (3, 3, 2, n, 3))
+
+    def loss(k, impl):
+        return jnp.sum(jnp.sin(G.group_conv2d(y, k, group, impl=impl)))
+
+    loss = jax.jit(loss, static_argnums=1)
+    np.testing.assert_allclose(loss(kernel, "matmul"), loss(kernel, "xla"), rtol=1e-4)
+    grad = jax.jit(jax.grad(loss), static_argnums=1)
+    np.testing.assert_allclose(grad(kernel, "matmul"), grad(kernel, "xla"), rtol=1e-3, atol=1e-3)
+
+
+def test_group_pool():
+    y = jnp.arange(24.0).reshape(1, 1, 2, 3, 4)
+    np.testing.assert_array_equal(G.group_pool(y), y[..., 3])
+    np.testing.assert_array_equal(G.group_pool(y, "mean"), y[..., 1:3].mean(-1))
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: G.group_order("p6"), "group must be"),
+    (lambda: G.transform_grid(jnp.zeros((1, 3, 3, 1)), 8), "element"),
+    (lambda: G.expand_lifting_kernel(jnp.zeros((3, 5, 1, 1)), "p4"), "square"),
+    (lambda: G.expand_group_kernel(jnp.zeros((3, 3, 1, 8, 1)), "p4"), r"\[K, K, C, 4, O\]"),
+    (lambda: G.group_conv2d(jnp.zeros((1, 3, 3, 1, 8)), jnp.zeros((3, 3, 1, 4, 1)), "p4"),
+     r"\[N, H, W, C, 4\]"),
+    (lambda: G.group_pool(jnp.zeros((1, 2)), "min"), "reduce"),
+])
+def test_bad_arguments_raise(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -1,0 +1,77 @@
+"""Hermite-Gaussian basis against numpy's Hermite series; scale convs against per-scale loops."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from numpy.polynomial import hermite
+
+from cnn_jax import ops
+from cnn_jax.ops import scale as S
+
+
+def test_ladder():
+    np.testing.assert_allclose(S.scale_ladder(1.5, 2.0, 3), (1.5, 3.0, 6.0))
+
+
+def test_basis_matches_numpy_hermite_and_scales_as_one_over_sigma_squared():
+    basis = S.hermite_gaussian_basis(9, (1.0, 2.0), order=2)
+    assert basis.shape == (2, 9, 9, 6)
+    u = np.arange(9) - 4.0
+    degrees = [(0, 0), (0, 1), (1, 0), (0, 2), (1, 1), (2, 0)]
+    for b, (p, q) in enumerate(degrees):
+        for s, sigma in enumerate((1.0, 2.0)):
+            cp, cq = np.eye(3)[p], np.eye(3)[q]
+            ref = np.outer(hermite.hermval(u / sigma, cp), hermite.hermval(u / sigma, cq))
+            ref *= np.exp(-0.5 * (u[:, None] ** 2 + u[None] ** 2) / sigma**2) / sigma**2
+            ratio = basis[s, :, :, b] / np.where(ref == 0, 1, ref)
+            scale = ratio[ref != 0]
+            np.testing.assert_allclose(scale, scale[0], rtol=1e-4)  # proportional
+        assert np.isclose(np.linalg.norm(basis[0, :, :, b]), 1.0, atol=1e-5)
+    # the same normalisation at every scale: coefficients ratio is the 1/sigma^2 law
+    centre = basis[:, 4, 4, 0]
+    np.testing.assert_allclose(centre[1] / centre[0], 0.25, rtol=1e-5)
+
+
+def test_lifting_is_one_conv_per_scale(key, variant):
+    k1, k2 = jax.random.split(key)
+    x = jax.random.normal(k1, (2, 8, 8, 3))
+    w = jax.random.normal(k2, (3, 4, 6))
+    basis = jnp.asarray(S.hermite_gaussian_basis(5, (0.8, 1.2, 1.8)))
+    got = variant(lambda a, c: S.scale_lifting_conv2d(a, c, basis))(x, w)
+    assert got.shape == (2, 8, 8, 4, 3)
+    for s in range(3):
+        kernel = jnp.einsum("ijb,cob->ijco", basis[s], w)
+        ref = ops.conv2d(x, kernel, padding="same", impl="xla", precision="highest")
+        np.testing.assert_allclose(got[..., s], ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("span", [1, 2])
+def test_scale_conv_matches_sum_over_neighbouring_scales(key, span):
+    k1, k2 = jax.random.split(key)
+    y = jax.random.normal(k1, (1, 7, 7, 2, 3))
+    w = jax.random.normal(k2, (2, span, 3, 6))
+    basis = jnp.asarray(S.hermite_gaussian_basis(5, (0.8, 1.2, 1.8)))
+    got = S.scale_conv2d(y, w, basis)
+    for s in range(3):
+        ref = 0.0
+        for j in range(span):
+            if s + j < 3:
+                kernel = jnp.einsum("ijb,cob->ijco", basis[s], w[:, j])
+                ref = ref + ops.conv2d(y[..., s + j], kernel, padding="same", impl="xla",
+                                       precision="highest")
+        np.testing.assert_allclose(got[..., s], ref, atol=1e-4)
+
+
+def test_bad_arguments_raise():
+    with pytest.raises(ValueError, match="size"):
+        S.hermite_gaussian_basis(4, (1.0,))
+    with pytest.raises(ValueError, match="scales"):
+        S.hermite_gaussian_basis(5, (0.0,))
+    with pytest.raises(ValueError, match="num_scales"):
+        S.scale_ladder(1.0, 2.0, 0)
+    basis = jnp.asarray(S.hermite_gaussian_basis(3, (1.0, 2.0)))
+    with pytest.raises(ValueError, match="basis has 2 scales"):
+        S.scale_conv2d(jnp.zeros((1, 4, 4, 1, 3)), jnp.zeros((1, 1, 1, 6)), basis)
+    with pytest.raises(ValueError, match="weights"):
+        S.scale_lifting_conv2d(jnp.zeros((1, 4, 4, 1)), jnp.zeros((1, 1, 5)), basis)
