@@ -1,6 +1,7 @@
 """Datasets by name (TFDS, local IDX files, synthetic), derived copies, on-device batching."""
 
-from cnn_jax.data.dataset import SPLITS, Dataset, DatasetInfo
+from cnn_jax.data.dataset import SPLITS, Dataset, DatasetInfo, select
+from cnn_jax.data.derived import rotated, scaled, shifted
 from cnn_jax.data.idx import IdxError, read_idx
 from cnn_jax.data.pipeline import epoch_batches, normalize, to_device
 from cnn_jax.data.sources import DatasetNotFound, load, load_splits
@@ -18,5 +19,9 @@ __all__ = [
     "load_splits",
     "normalize",
     "read_idx",
+    "rotated",
+    "scaled",
+    "select",
+    "shifted",
     "to_device",
 ]

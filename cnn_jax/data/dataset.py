@@ -100,10 +100,10 @@ def parse_split(split: str) -> tuple[str, slice]:
     return match["base"], slice(match["start"], match["stop"])
 
 
-def _bound(value: str | None, n: int) -> int | None:
+def _bound(value: int | str | None, n: int) -> int | None:
     if value is None:
         return None
-    if value.endswith("%"):
+    if isinstance(value, str) and value.endswith("%"):
         percent = int(value[:-1])
         if not -100 <= percent <= 100:
             raise ValueError(f"split percentages must lie in [-100%, 100%], got {value!r}")
