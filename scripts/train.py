@@ -7,9 +7,11 @@ Flags -> a typed ``TrainConfig`` -> ``cnn_jax.training.fit`` (or ``run_sweep`` w
 from __future__ import annotations
 
 import ast
+import logging
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
+from absl import logging as absl_logging
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Folder for config.json, metrics, results, checkpoints.")
@@ -97,6 +99,8 @@ def parse_flags(argv):
 
 
 def main(argv):
+    # Our progress lines on stderr, plain; libraries (jax, orbax) only from warnings up.
+    absl_logging.set_verbosity(absl_logging.WARNING)
     if len(argv) > 1:
         usage_error(f"unexpected arguments {argv[1:]}")
     if FLAGS.workdir is None:
@@ -121,7 +125,13 @@ def main(argv):
         member = sweep.parse_sweep(FLAGS.sweep) if FLAGS.sweep else None
     except ValueError as e:
         usage_error(str(e))
-    logging.info("devices: %s", jax.devices())
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    root = logging.getLogger("cnn_jax")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    root.propagate = False
+    root.info("devices: %s", jax.devices())
     if member is None:
         results = training.fit(config, FLAGS.workdir)
         print(f"{FLAGS.workdir}: {results['status']}  train_loss {results['train_loss']:.4f}  "

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from cnn_jax.ops.conv import correlate2d
 
 __all__ = ["SOBEL_X", "SOBEL_Y", "sobel_edges"]
 
-SOBEL_X = jnp.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+# numpy constants: importing the module does not start a JAX backend.
+SOBEL_X = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], np.float32)
 SOBEL_Y = SOBEL_X.T
 
 

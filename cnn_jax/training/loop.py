@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import math
 import os
 import time
@@ -13,7 +14,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import logging
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from cnn_jax import io, models, plotting
@@ -22,6 +22,8 @@ from cnn_jax.data.pipeline import to_device
 from cnn_jax.training.checkpoint import Checkpointer, save_final_params
 from cnn_jax.training.early_stopping import EarlyStopping
 from cnn_jax.training.steps import create_train_state, evaluate, make_optimizer, train_epoch
+
+log = logging.getLogger(__name__)
 
 FINISHED = ("completed", "stopped_early", "non_finite_loss")
 
@@ -60,7 +62,7 @@ def load_data(config: TrainConfig, mesh: Mesh | None = None) -> DeviceData:
         config.dataset, validation=config.validation,
         validation_fraction=config.validation_fraction, seed=config.seed,
         data_dir=config.data_dir)
-    logging.info("data: %s train %d, valid %d (%s)", config.dataset, len(train.labels),
+    log.info("data: %s train %d, valid %d (%s)", config.dataset, len(train.labels),
                  len(valid.labels), train.source)
     return DeviceData.from_arrays(train.images, train.labels, valid.images, valid.labels,
                                   train.info.num_classes, standardize=config.standardize,
@@ -101,7 +103,7 @@ def fit(config: TrainConfig, workdir: str, *, data: DeviceData | None = None,
     if os.path.exists(results_path):
         results = io.read_json(results_path)
         if results.get("status") in FINISHED:
-            logging.info("%s: finished already (%s)", workdir, results["status"])
+            log.info("%s: finished already (%s)", workdir, results["status"])
             return results
     io.write_json(config_path, config.to_dict())
 
@@ -123,7 +125,7 @@ def fit(config: TrainConfig, workdir: str, *, data: DeviceData | None = None,
         if stopper is not None:
             stopper = EarlyStopping.from_state_dict(config.early_stopping, meta["early_stopping"])
             best_params = tree["best"] if stopper.has_best_weights else None
-        logging.info("%s: resuming after epoch %d", workdir, start)
+        log.info("%s: resuming after epoch %d", workdir, start)
 
     n_train = data.train_images.shape[0]
     norm = dict(mean=data.mean, std=data.std, mesh=mesh)
@@ -151,7 +153,7 @@ def fit(config: TrainConfig, workdir: str, *, data: DeviceData | None = None,
         if not all(math.isfinite(v) for v in logs.values()):
             status = "non_finite_loss"
             message = f"loss became non-finite at epoch {epoch + 1}: {logs}"
-            logging.error("%s", message)
+            log.error("%s", message)
             io.write_jsonl(os.path.join(workdir, "metrics.jsonl"), history)
             break
         if stopper is not None and stopper.update(epoch, logs):
@@ -162,7 +164,7 @@ def fit(config: TrainConfig, workdir: str, *, data: DeviceData | None = None,
                       {"epoch": epoch, "history": history,
                        "early_stopping": stopper.state_dict() if stopper else None})
         io.write_jsonl(os.path.join(workdir, "metrics.jsonl"), history)
-        logging.info("%s", _progress(history, config.epochs))
+        log.info("%s", _progress(history, config.epochs))
         if stopper is not None and stopper.stop_training:
             break
     if ckpt is not None:

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import ast
+import logging
 import os
 from collections.abc import Sequence
 from typing import Any
 
-from absl import logging
-
 from cnn_jax import io, plotting
 from cnn_jax.config import TrainConfig
 from cnn_jax.training.loop import fit, load_data, make_mesh
+
+log = logging.getLogger(__name__)
 
 COLUMNS = ("train_loss", "train_accuracy", "valid_loss", "valid_accuracy", "best_epoch",
            "epochs_run", "param_count", "wall_time", "status")
@@ -54,7 +55,7 @@ def run_sweep(config: TrainConfig, name: str, values: Sequence[Any], workdir: st
     data = load_data(config, mesh)
     rows = []
     for value in values:
-        logging.info("sweep %s=%s", name, value)
+        log.info("sweep %s=%s", name, value)
         results = fit(config.replace(**{name: value}), member_dir(workdir, name, value),
                       data=data, mesh=mesh)
         rows.append({name: value, **results})
