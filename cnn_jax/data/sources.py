@@ -11,7 +11,9 @@ classification set) :func:`load` tries, in order:
 3. a TFDS download and prepare into that TFDS folder (``download=True``; needs the network
    and, because TFDS encodes the images with it, TensorFlow).
 
-When all fail, :class:`DatasetNotFound` lists each attempt and the ways to fix it.
+A split read from a TFDS-prepared copy is decoded once and kept next to it as
+``cnn_jax-SPLIT.npz`` (see :mod:`cnn_jax.data.cache`). When all fail,
+:class:`DatasetNotFound` lists each attempt and the ways to fix it.
 Synthetic names (``"synthetic_bars"``) are generated in code and need nothing.
 """
 
@@ -24,7 +26,7 @@ import os
 
 import numpy as np
 
-from cnn_jax.data import idx
+from cnn_jax.data import cache, idx
 from cnn_jax.data.dataset import Dataset, DatasetInfo, parse_split, select
 from cnn_jax.data.synthetic import SYNTHETIC, load_synthetic
 
@@ -260,6 +262,30 @@ def _from_tfds(name: str, split: str, root: str, *, download: bool) -> Dataset:
     label_feature = features[label_key]
     info = DatasetInfo(name=name, num_classes=label_feature.num_classes,
                        class_names=tuple(label_feature.names), image_shape=shape)
+
+    # The cache sits in the folder TFDS read from, if that folder is under root and holds as
+    # many examples as its dataset_info.json says (a mocked TFDS fails one or the other, and
+    # its fake examples must never be cached).
+    copy = os.path.realpath(os.fspath(source.dataset_info.data_dir))
+    own = copy.startswith(os.path.join(os.path.realpath(root), name) + os.sep)
+    info_json = os.path.join(copy, "dataset_info.json")
+    if (own and os.path.isfile(info_json)
+            and len(source) == source.dataset_info.splits[split].num_examples):
+        path = os.path.join(copy, f"cnn_jax-{split}.npz")
+        stamp = cache.fingerprint(info_json, split)
+        arrays = cache.read(path, stamp)
+    else:
+        path = stamp = arrays = None
+    if arrays is None:
+        arrays = _decode_all(source, image_key, label_key, shape)
+        if path is not None:
+            cache.write(path, *arrays, stamp)
+    prefix = "tfds+download" if download else "tfds"
+    return Dataset(images=arrays[0], labels=arrays[1], info=info, source=f"{prefix}:{root}")
+
+
+def _decode_all(source, image_key: str, label_key: str, shape) -> tuple[np.ndarray, np.ndarray]:
+    """Every example of a TFDS data source: uint8 images [N, *shape], int32 labels [N]."""
     n = len(source)
     images = np.empty((n, *shape), np.uint8)
     labels = np.empty(n, np.int32)
@@ -268,8 +294,7 @@ def _from_tfds(name: str, split: str, root: str, *, download: bool) -> Dataset:
         for i, example in enumerate(source.__getitems__(range(start, min(n, start + chunk)))):
             images[start + i] = example[image_key]
             labels[start + i] = example[label_key]
-    prefix = "tfds+download" if download else "tfds"
-    return Dataset(images=images, labels=labels, info=info, source=f"{prefix}:{root}")
+    return images, labels
 
 
 # ----------------------------------------------------------------------------- IDX

@@ -17,7 +17,7 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.testing import mocking
 
 from cnn_jax import data
-from cnn_jax.data import sources
+from cnn_jax.data import cache, sources
 from tests.data.test_idx import idx_bytes
 
 # ----------------------------------------------------------------------------- helpers
@@ -149,6 +149,7 @@ def test_tfds_prepared_copy_comes_first(tmp_path, monkeypatch, mnist_dir):
     assert ds.source == f"tfds:{folder}"
     assert ds.images.shape == (6, 28, 28, 1) and ds.labels.shape == (6,)
     assert ds.info == sources.IDX_DATASETS["mnist"]
+    assert not list(folder.rglob("*.npz"))  # fake examples are never cached
 
 
 def test_tfds_metadata_of_cifar10_from_a_prepared_copy(tmp_path, monkeypatch):
@@ -197,16 +198,68 @@ class CnnJaxTestImages(tfds.core.GeneratorBasedBuilder):
             yield i, {"image": png.getvalue(), "label": i % 3}
 
 
-def test_a_real_tfds_prepared_copy_is_read_without_tensorflow(tmp_path):
+@pytest.fixture
+def prepared(tmp_path):
+    """A real, TFDS-prepared copy of CnnJaxTestImages under tmp_path."""
     CnnJaxTestImages(data_dir=str(tmp_path), file_format="array_record").download_and_prepare()
-    ds = data.load("cnn_jax_test_images", "train", data_dir=str(tmp_path), download=False)
-    assert ds.source == f"tfds:{tmp_path}"
+    return tmp_path
+
+
+def test_a_real_tfds_prepared_copy_is_read_without_tensorflow(prepared):
+    ds = data.load("cnn_jax_test_images", "train", data_dir=str(prepared), download=False)
+    assert ds.source == f"tfds:{prepared}"
     assert ds.info == data.DatasetInfo("cnn_jax_test_images", 3, ("a", "b", "c"), (6, 5, 3))
     ids = (ds.images[:, 0, 0, 0].astype(int)) // 7  # TFDS stores the examples shuffled
     assert sorted(ids) == list(range(12))
     for image, label, i in zip(ds.images, ds.labels, ids, strict=True):
         np.testing.assert_array_equal(image, CnnJaxTestImages.image(i))
         assert label == i % 3
+
+
+def test_prepared_splits_are_cached_and_the_cache_is_checked(prepared, monkeypatch):
+    folder = prepared / "cnn_jax_test_images" / "1.0.0"
+    first = data.load("cnn_jax_test_images", "test", data_dir=str(prepared))
+    assert sorted(p.name for p in folder.glob("*.npz")) == ["cnn_jax-test.npz"]
+    assert not list(folder.glob(".tmp-*"))
+
+    decoded = []
+    real_decode = sources._decode_all
+    monkeypatch.setattr(sources, "_decode_all", lambda *a: decoded.append(1) or real_decode(*a))
+    again = data.load("cnn_jax_test_images", "test", data_dir=str(prepared))
+    assert not decoded  # served from the cache
+    np.testing.assert_array_equal(again.images, first.images)
+    np.testing.assert_array_equal(again.labels, first.labels)
+
+    info = folder / "dataset_info.json"
+    info.write_text(info.read_text() + " ")  # another copy: the cache is stale
+    data.load("cnn_jax_test_images", "test", data_dir=str(prepared))
+    (folder / "cnn_jax-test.npz").write_bytes(b"not an npz file")  # unreadable: decode again
+    data.load("cnn_jax_test_images", "test", data_dir=str(prepared))
+    assert len(decoded) == 2
+    assert np.load(folder / "cnn_jax-test.npz")["images"].shape == (4, 6, 5, 3)
+
+
+def test_mocked_examples_over_real_metadata_are_not_cached(prepared, monkeypatch):
+    monkeypatch.setattr(mocking, "_getitems",
+                        lambda keys, generator, serialized=False: [generator[k] for k in keys])
+    with tfds.testing.mock_data(num_examples=2, policy=tfds.testing.MockPolicy.USE_FILES,
+                                data_dir=str(prepared)):
+        ds = data.load("cnn_jax_test_images", "train", data_dir=str(prepared))
+    assert len(ds) == 2
+    assert not list(prepared.rglob("*.npz"))
+
+
+def test_cache_write_is_atomic(tmp_path, monkeypatch):
+    assert not cache.write(str(tmp_path / "absent" / "x.npz"), np.zeros(1), np.zeros(1), "s")
+
+    def broken(f, **arrays):
+        f.write(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", broken)
+    with pytest.raises(OSError, match="disk full"):
+        cache.write(str(tmp_path / "x.npz"), np.zeros(1), np.zeros(1), "s")
+    assert not list(tmp_path.iterdir())
 
 
 def test_an_unreadable_prepared_copy_falls_back_to_idx_and_says_so(mnist_dir, caplog):
