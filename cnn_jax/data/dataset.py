@@ -40,7 +40,8 @@ class DatasetInfo:
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """Images and labels in host memory.
+    """Images and labels in host memory. Treat the arrays as read-only: a loader may hand out
+    views of its file buffer (IDX images are not writeable); copy before changing them.
 
     Attributes:
       images: uint8 [N, H, W, C].
@@ -90,6 +91,9 @@ def parse_split(split: str) -> tuple[str, slice]:
 
     Raises:
       ValueError: the base is not one of :data:`SPLITS` or the slice is malformed.
+
+    >>> parse_split("train[:90%]")
+    ('train', slice(None, '90%', None))
     """
     match = _SPLIT_RE.match(split) if isinstance(split, str) else None
     if match is None or match["base"] not in SPLITS:

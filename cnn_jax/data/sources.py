@@ -30,7 +30,15 @@ from cnn_jax.data import cache, idx
 from cnn_jax.data.dataset import Dataset, DatasetInfo, parse_split, select
 from cnn_jax.data.synthetic import SYNTHETIC, load_synthetic
 
-__all__ = ["IDX_DATASETS", "SYSTEM_IDX_DIRS", "DatasetNotFound", "load", "load_splits"]
+__all__ = [
+    "IDX_DATASETS",
+    "SYSTEM_IDX_DIRS",
+    "DatasetNotFound",
+    "holdout_mask",
+    "load",
+    "load_splits",
+    "tfds_root",
+]
 
 # Metadata of the sets that come as IDX files (as TFDS describes them).
 IDX_DATASETS = {
@@ -67,8 +75,9 @@ def load(name: str, split: str, *, data_dir: str | None = None, download: bool =
         set (``"synthetic_bars"``).
       split: ``"train"`` or ``"test"``, optionally sliced TFDS-style: ``"train[:90%]"``,
         ``"test[100:200]"`` (percentages round to the nearest example).
-      data_dir: a folder holding a TFDS-prepared copy and/or the IDX files; TFDS downloads go
-        here too. Default: ``$TFDS_DATA_DIR``, else ``~/tensorflow_datasets``.
+      data_dir: a folder holding a TFDS-prepared copy and/or the IDX files (directly or in
+        ``data_dir/NAME``); TFDS downloads go here too. Default: ``$TFDS_DATA_DIR``, else
+        ``~/tensorflow_datasets`` (a given ``data_dir`` replaces both).
       download: allow step 3 (a TFDS download) when nothing local is found.
 
     Returns:
@@ -78,6 +87,10 @@ def load(name: str, split: str, *, data_dir: str | None = None, download: bool =
       ValueError: unknown ``name`` or malformed ``split``.
       DatasetNotFound: no local copy, and the download was not allowed or failed.
       cnn_jax.data.idx.IdxError: IDX files were found but are corrupt.
+
+    >>> ds = load("synthetic_bars", "test[:8]")
+    >>> ds.images.shape, ds.labels.dtype, ds.info.class_names[0]
+    ((8, 28, 28, 1), dtype('int32'), 'horizontal')
     """
     base, part = parse_split(split)
     if name in SYNTHETIC:

@@ -10,6 +10,8 @@ seeds; both are the same on every call.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from cnn_jax.data.dataset import Dataset, DatasetInfo
@@ -60,9 +62,18 @@ def bars(num_examples: int, seed: int, size: int = 28) -> tuple[np.ndarray, np.n
 
 def load_synthetic(name: str, split: str) -> Dataset:
     """The base split (``"train"`` or ``"test"``) of the synthetic set ``name``."""
+    info = SYNTHETIC[name][0]
+    images, labels = _generate(name, split)
+    return Dataset(images=images, labels=labels, info=info, source="synthetic")
+
+
+@functools.lru_cache(maxsize=4)
+def _generate(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each split is rendered once per process; the arrays are shared, hence read-only."""
     info, sizes, seeds = SYNTHETIC[name]
     images, labels = bars(sizes[split], seeds[split], info.image_shape[0])
-    return Dataset(images=images, labels=labels, info=info, source="synthetic")
+    images.flags.writeable = labels.flags.writeable = False
+    return images, labels
 
 
 # name -> (info, examples per split, seed per split)
