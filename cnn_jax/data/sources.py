@@ -316,7 +316,8 @@ def _decode_all(source, image_key: str, label_key: str, shape) -> tuple[np.ndarr
 def _idx_folders(name: str, data_dir: str | None) -> list[str]:
     folders = []
     if data_dir is not None:
-        folders += [os.path.abspath(data_dir), os.path.join(os.path.abspath(data_dir), name)]
+        folder = os.path.abspath(os.path.expanduser(data_dir))
+        folders += [folder, os.path.join(folder, name)]
     if name in SYSTEM_IDX_DIRS:
         folders.append(SYSTEM_IDX_DIRS[name][0])
     return folders

@@ -92,6 +92,13 @@ def test_idx_in_a_named_subfolder_uncompressed_or_dot_named(tmp_path, compress, 
     assert ds.source == f"idx:{tmp_path / 'mnist'}"
 
 
+def test_data_dir_may_start_with_a_tilde(mnist_dir, monkeypatch):
+    folder = mnist_dir[0]
+    monkeypatch.setenv("HOME", str(folder.parent))
+    ds = data.load("mnist", "test", data_dir=f"~/{folder.name}", download=False)
+    assert ds.source == f"idx:{folder}" and len(ds) == 3
+
+
 def test_system_copy_is_used_when_no_data_dir_is_given(tmp_path, monkeypatch):
     images, labels = fake_mnist_arrays(5, 3)
     write_idx_pair(tmp_path / "system", "t10k", images, labels)
