@@ -1,0 +1,63 @@
+"""Receptive fields grow with depth: the analytic formula against gradient supports."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from cnn_jax import models, ops, receptive_field
+
+
+def conv_stack(key, depth, stride=1, pool=False):
+    """depth x (3x3 'valid' conv [+ 2x2 max-pool]); returns f and the layer list."""
+    keys = jax.random.split(key, depth)
+    kernels = [jax.random.normal(k, (3, 3, 1, 1)) for k in keys]
+    layers = []
+    for _ in range(depth):
+        layers.append((3, stride))
+        if pool:
+            layers.append((2, 2))
+
+    def f(x):
+        for k in kernels:
+            x = jnp.tanh(ops.conv2d(x, k, stride=stride))
+            if pool:
+                x = ops.max_pool2d(x, 2)
+        return x
+
+    return f, layers
+
+
+@pytest.mark.parametrize("depth, stride, pool", [(1, 1, False), (3, 1, False), (5, 1, False),
+                                                 (2, 2, False), (2, 1, True)])
+def test_gradient_support_matches_the_analytic_receptive_field(key, depth, stride, pool):
+    f, layers = conv_stack(key, depth, stride, pool)
+    x = jax.random.normal(jax.random.fold_in(key, 1), (1, 33, 33, 1))
+    rf, _ = receptive_field.analytic(layers)[-1]
+    if pool:  # max-pool routes the gradient to one pixel per window: support <= analytic
+        assert receptive_field.support(receptive_field.gradient_map(f, x))[0] <= rf
+    else:
+        assert receptive_field.support(receptive_field.gradient_map(f, x)) == (rf, rf)
+
+
+def test_receptive_field_grows_linearly_with_depth_for_stride_one():
+    sizes = [r for r, _ in receptive_field.analytic([(3, 1)] * 6)]
+    assert sizes == [3, 5, 7, 9, 11, 13]
+
+
+def test_dense_layers_see_the_whole_image_and_conv_layers_a_window(key):
+    x = jax.random.normal(key, (1, 16, 16, 1))
+    mlp = models.get("mlp", num_layers=1, units=32, num_classes=4)
+    params = mlp.init(key, x)
+    dense = lambda a: mlp.apply(params, a)[1]["dense_1"][:, None, None, :]
+    assert receptive_field.support(receptive_field.gradient_map(dense, x)) == (16, 16)
+    cnn = models.get("cnn", features=(4,), pool="none", activation="tanh", num_classes=4)
+    cparams = cnn.init(key, x)
+    conv = lambda a: cnn.apply(cparams, a)[1]["conv_1"]
+    assert receptive_field.support(receptive_field.gradient_map(conv, x)) == (3, 3)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="must be >= 1"):
+        receptive_field.analytic([(3, 0)])
+    with pytest.raises(ValueError, match=r"x must be \[1, H, W, C\]"):
+        receptive_field.gradient_map(lambda a: a, jnp.ones((2, 4, 4, 1)))
