@@ -1,0 +1,84 @@
+"""Scale-equivariant convolution layers (after SESN, Sosnovik et al. 2020) over ``ops.scale``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from cnn_jax.ops import scale as scale_ops
+
+
+def _coefficient_init(fan_in_axes):
+    """Normal coefficients with variance 1 / fan-in (the basis functions have unit norm)."""
+    return nn.initializers.variance_scaling(1.0, "fan_in", "normal", in_axis=fan_in_axes,
+                                            out_axis=-2)
+
+
+class _ScaleBasis(nn.Module):
+    """Shared attributes: the ladder ``sigma0 * ratio^s`` and the Hermite-Gaussian basis."""
+
+    features: int
+    num_scales: int = 3
+    sigma0: float = 1.0
+    ratio: float = 2**0.5
+    kernel_size: int = 7
+    order: int = 2
+    padding: str = "same"
+    use_bias: bool = True
+    impl: str = "auto"
+
+    def basis(self) -> jax.Array:
+        scales = scale_ops.scale_ladder(self.sigma0, self.ratio, self.num_scales)
+        return jnp.asarray(scale_ops.hermite_gaussian_basis(self.kernel_size, scales, self.order))
+
+
+class ScaleLiftingConv(_ScaleBasis):
+    """Z2 -> scales: the same learned filter drawn at every scale of the ladder.
+
+    Attributes:
+      features: filters O.
+      num_scales: S; sigma0, ratio: the ladder ``sigma0 * ratio^s``.
+      kernel_size: odd K (large enough for the coarsest scale, about 6 * sigma_max).
+      order: Hermite degree of the basis (B = (order+1)(order+2)/2 functions).
+      padding, impl: as ``ops.conv2d``; use_bias: one bias per filter, shared over scales.
+
+    Input [N, H, W, C] -> output [N, H, W, O, S]; parameter "weights" [C, O, B].
+    """
+
+    weights_init: Callable = _coefficient_init((0, 2))
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        basis = self.basis()
+        w = self.param("weights", self.weights_init, (x.shape[-1], self.features, basis.shape[-1]))
+        y = scale_ops.scale_lifting_conv2d(x, w, basis, padding=self.padding, impl=self.impl)
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features, 1))
+        return y
+
+
+class ScaleConv(_ScaleBasis):
+    """Scales -> scales: each output scale mixes ``scale_span`` neighbouring input scales.
+
+    Attributes: as ``ScaleLiftingConv``, plus ``scale_span`` (J, 1 = no mixing).
+
+    Input [N, H, W, C, S] -> output [N, H, W, O, S]; parameter "weights" [C, J, O, B].
+    """
+
+    scale_span: int = 1
+    weights_init: Callable = _coefficient_init((0, 1, 3))
+
+    @nn.compact
+    def __call__(self, y: jax.Array) -> jax.Array:
+        if y.ndim != 5 or y.shape[-1] != self.num_scales:
+            raise ValueError(f"input must be [N, H, W, C, {self.num_scales}], got {y.shape}")
+        basis = self.basis()
+        w = self.param("weights", self.weights_init,
+                       (y.shape[3], self.scale_span, self.features, basis.shape[-1]))
+        out = scale_ops.scale_conv2d(y, w, basis, padding=self.padding, impl=self.impl)
+        if self.use_bias:
+            out = out + self.param("bias", nn.initializers.zeros, (self.features, 1))
+        return out

@@ -1,0 +1,68 @@
+"""Scale-equivariant CNN ("sesn", after Sosnovik et al., 2020).
+
+Scale lifting conv, then scale convs over a ladder of S scales (``ops.scale``), then a pool
+over the scale axis, global average pooling and a dense head. No spatial pooling by default,
+so every stage keeps the input grid and the zoom acts on it about the same centre. The
+equivariance is approximate (``ops.scale``); the equivariance report measures it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+
+from cnn_jax.layers.conv import activation
+from cnn_jax.layers.scale import ScaleConv, ScaleLiftingConv
+from cnn_jax.models.gcnn import invariant_head, run_stages
+from cnn_jax.models.registry import register
+
+
+@register("sesn")
+class SESN(nn.Module):
+    """Scale-equivariant CNN.
+
+    Attributes:
+      features: filters per stage (the first is the lifting conv).
+      num_scales, sigma0, ratio: the scale ladder ``sigma0 * ratio^s``.
+      kernel_size: odd filter window (about 6 * the largest sigma).
+      order: Hermite degree of the filter basis.
+      scale_span: neighbouring scales mixed by the scale convs.
+      activation: pointwise activation name.
+      pool: "max", "avg" or "none": spatial pooling after every stage but the last.
+      scale_pool: "max" or "mean" over scales before the head.
+      num_classes: logits.
+      conv_impl: ``ops.conv2d`` implementation.
+
+    ``__call__``: [N, H, W, C] -> (logits, features {"lift": [N, h, w, F, S], "sconv_2", ...,
+    "scale_pool": [N, h, w, F], "gap": [N, F], "logits"}).
+    """
+
+    features: Sequence[int] = (8, 16)
+    num_scales: int = 3
+    sigma0: float = 0.8
+    ratio: float = 2**0.5
+    kernel_size: int = 9
+    order: int = 2
+    scale_span: int = 1
+    activation: str = "relu"
+    pool: str = "none"
+    pool_window: int = 2
+    scale_pool: str = "max"
+    num_classes: int = 10
+    conv_impl: str = "auto"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, *, train: bool = False):
+        if not self.features:
+            raise ValueError(f"features must name at least one stage, got {self.features!r}")
+        ladder = dict(num_scales=self.num_scales, sigma0=self.sigma0, ratio=self.ratio,
+                      kernel_size=self.kernel_size, order=self.order, impl=self.conv_impl)
+        convs = [("lift", ScaleLiftingConv(self.features[0], name="lift", **ladder))]
+        convs += [(f"sconv_{i}", ScaleConv(f, scale_span=self.scale_span, name=f"sconv_{i}",
+                                           **ladder))
+                  for i, f in enumerate(self.features[1:], 2)]
+        x, features = run_stages(x, convs, activation(self.activation), self.pool,
+                                 self.pool_window)
+        return invariant_head(x, features, self.scale_pool, "scale_pool", self.num_classes)

@@ -1,0 +1,105 @@
+"""The checker itself: metrics, masks, assertions, actions and sweeps."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnn_jax import equivariance as E
+from cnn_jax import transforms as T
+
+
+def test_equivariance_test_returns_both_sides():
+    calls = []
+    f = lambda x: calls.append("f") or 2 * x
+    g_in = lambda x: calls.append("g_in") or x + 1
+    g_out = lambda y: calls.append("g_out") or y - 1
+    a, b = E.equivariance_test(f, 3.0, g_in, g_out)
+    assert (a, b) == (8.0, 5.0)
+    assert calls == ["g_in", "f", "f", "g_out"]
+
+
+def test_relative_error_matches_numpy(key):
+    a, b = jax.random.normal(key, (2, 2, 5, 5, 3))
+    ref = np.linalg.norm(np.asarray(a - b)) / np.linalg.norm(np.asarray(b))
+    np.testing.assert_allclose(E.relative_error(a, b), ref, rtol=1e-6)
+    mask = E.central_mask(5, 5, border=1)
+    m = mask[None, :, :, None]
+    ref = np.linalg.norm(np.asarray(a - b) * m) / np.linalg.norm(np.asarray(b) * m)
+    np.testing.assert_allclose(E.relative_error(a, b, mask), ref, rtol=1e-6)
+    assert float(E.relative_error(b, b)) == 0.0
+    assert float(E.relative_error(jnp.zeros(3), jnp.zeros(3))) == 0.0
+    assert float(E.relative_error(jnp.ones(3), jnp.zeros(3))) == np.inf
+
+
+def test_central_mask():
+    np.testing.assert_array_equal(E.central_mask(4, 5, border=1),
+                                  np.pad(np.ones((2, 3), bool), 1))
+    disk = E.central_mask(7, 7, radius=2.0)
+    assert disk[3, 3] and disk[1, 3] and disk[3, 5] and not disk[1, 1]
+    assert disk.sum() == 13  # lattice points with i^2 + j^2 <= 4
+    np.testing.assert_array_equal(disk, np.rot90(disk))  # rotation-symmetric
+    even = E.central_mask(6, 6, radius=1.0)  # centre (2.5, 2.5): the four middle pixels
+    assert even.sum() == 4 and even[2:4, 2:4].all()
+    for kwargs in ({}, {"radius": 1.0, "border": 1}, {"border": 3}, {"radius": -1.0}):
+        with pytest.raises(ValueError):
+            E.central_mask(6, 6, **kwargs)
+
+
+def test_assert_equivariant_passes_and_fails():
+    b = jnp.ones((1, 4, 4, 1))
+    assert E.assert_equivariant(b * (1 + 1e-7), b) < 1e-5
+    with pytest.raises(AssertionError, match="relative error 0.1"):
+        E.assert_equivariant(b * 1.1, b, what="layer")
+    inner = E.central_mask(4, 4, border=1)
+    edge_only = b.at[:, 0].set(5.0)
+    E.assert_equivariant(edge_only, b, mask=inner)
+    with pytest.raises(ValueError, match="mask"):
+        E.assert_equivariant(edge_only, b, mask=inner[:3])
+
+
+def test_stage_actions(key):
+    y = jax.random.normal(key, (1, 8, 8, 2, 4))
+    np.testing.assert_array_equal(E.stage_action("shift", 4, y.shape, (16, 16))(y),
+                                  T.shift(y, 2, 2))
+    np.testing.assert_allclose(E.stage_action("shift", 1, y.shape, (16, 16))(y),
+                               T.subpixel_shift(y, 0.5, 0.5, mode="circular"))
+    np.testing.assert_array_equal(E.stage_action("rotate", 270.0, y.shape, (8, 8), group="p4")(y),
+                                  T.p4_rotate90(y, 3))
+    y8 = jnp.concatenate([y, -y], axis=-1)
+    np.testing.assert_array_equal(E.stage_action("rotate", 90.0, y8.shape, (8, 8),
+                                                 group="p4m")(y8), T.group_act(y8, 1, "p4m"))
+    np.testing.assert_allclose(
+        E.stage_action("scale", 2.0, y.shape, (8, 8), group="scale", scale_ratio=2 ** 0.5)(y),
+        T.scale_group(y, 2 ** 0.5, 2), atol=1e-5)
+    logits = jnp.ones((1, 3))
+    assert E.stage_action("rotate", 45.0, logits.shape, (8, 8))(logits) is logits
+    with pytest.raises(ValueError, match="kind"):
+        E.stage_action("shear", 1.0, y.shape, (8, 8))
+    with pytest.raises(ValueError, match="scale_ratio"):
+        E.stage_action("scale", 2.0, y.shape, (8, 8), group="scale")
+
+
+def test_sweep_identity_magnitudes_are_zero_and_curves_grow(key):
+    x = jax.random.normal(key, (1, 12, 12, 1))
+    f = lambda a: (jnp.sum(a, axis=(1, 2)), {"map": a * a})
+    shifts = E.sweep(f, x, "shift", [0, 1, 3])
+    assert set(shifts) == {"map", "logits"}
+    np.testing.assert_allclose(shifts["map"], 0.0, atol=1e-6)  # pointwise maps commute
+    np.testing.assert_allclose(shifts["logits"], 0.0, atol=1e-5)  # sum is shift invariant
+    # squaring commutes with exact quarter turns but not with bilinear interpolation
+    angles = E.sweep(lambda a: a * a, x, "rotate", [0.0, 90.0, 45.0])
+    assert angles["output"][0] == 0.0 and angles["output"][1] == 0.0
+    assert angles["output"][2] > 0.1
+
+
+def test_random_parameters_match_init_shapes(key):
+    from cnn_jax import layers
+
+    module = layers.LiftingConv(4, group="p4m")
+    params = E.random_parameters(module, (1, 6, 6, 2), seed=3)
+    reference = module.init(key, jnp.zeros((1, 6, 6, 2)))
+    assert jax.tree.map(jnp.shape, params) == jax.tree.map(jnp.shape, reference)
+    np.testing.assert_array_equal(params["params"]["kernel"],
+                                  E.random_parameters(module, (1, 6, 6, 2), 3)["params"]["kernel"])
+    assert 0.1 < float(jnp.std(params["params"]["kernel"])) * np.sqrt(3 * 3 * 2) < 10
