@@ -32,6 +32,7 @@ from cnn_jax import transforms
 
 __all__ = [
     "KINDS",
+    "as_stages",
     "assert_equivariant",
     "central_mask",
     "equivariance_test",
@@ -125,9 +126,12 @@ def assert_equivariant(a, b, *, tol: float = 1e-5, mask=None, what: str = "f") -
 def random_parameters(module, input_shape: Sequence[int], seed: int = 0):
     """Random variables for ``module`` without compiling its ``init`` (fast on a busy CPU).
 
-    Shapes come from ``jax.eval_shape(module.init, ...)``; weights are standard normal over
-    sqrt(fan-in) (the product of all but the last axis), biases normal with std 0.1, drawn
-    from ``numpy.random.default_rng(seed)``.
+    Shapes come from ``jax.eval_shape(module.init, ...)``. Biases ("bias" leaves) and other
+    vectors are zero, as the layers' own initialisers make them; every other array (kernels,
+    basis coefficients) is standard normal over sqrt(the product of all but its last axis),
+    drawn from ``numpy.random.default_rng(seed)``. With zero biases a ReLU network is
+    positively homogeneous in each layer's weights, so relative errors do not depend on the
+    weight scale (e.g. a locally connected kernel's position axes, which enter that product).
 
     Args:
       module: a Flax module taking one [N, H, W, C] array.
@@ -141,9 +145,9 @@ def random_parameters(module, input_shape: Sequence[int], seed: int = 0):
     rng = np.random.default_rng(seed)
 
     def draw(path, leaf):
-        name = str(getattr(path[-1], "key", path[-1]))
-        std = 0.1 if name == "bias" or len(leaf.shape) < 2 else 1 / np.sqrt(
-            np.prod(leaf.shape[:-1]))
+        if len(leaf.shape) < 2 or str(getattr(path[-1], "key", "")) == "bias":
+            return jnp.zeros(leaf.shape, leaf.dtype)
+        std = 1 / np.sqrt(np.prod(leaf.shape[:-1]))
         return jnp.asarray(rng.standard_normal(leaf.shape) * std, leaf.dtype)
 
     return jax.tree_util.tree_map_with_path(draw, shapes)
@@ -233,7 +237,8 @@ def _defined_scales(factor, ratio, num_scales) -> slice:
     return slice(max(steps, 0), num_scales + min(steps, 0))
 
 
-def _stages(out) -> Mapping[str, jax.Array]:
+def as_stages(out) -> Mapping[str, jax.Array]:
+    """{stage: array} of a model's ``(logits, features)`` (logits last) or {"output": array}."""
     if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], Mapping):
         logits, features = out
         return {**features, "logits": logits}
@@ -261,10 +266,10 @@ def sweep(f: Callable, x, kind: str, magnitudes: Sequence[float], *,
     """
     _check_kind(kind)
     x = jnp.asarray(x)
-    fx = _stages(f(x))
+    fx = as_stages(f(x))
     curves = {name: np.zeros(len(magnitudes)) for name in fx}
     for t, magnitude in enumerate(magnitudes):
-        fgx = _stages(f(input_action(kind, magnitude)(x)))
+        fgx = as_stages(f(input_action(kind, magnitude)(x)))
         for name, y in fx.items():
             expected = stage_action(kind, magnitude, y.shape, x.shape[1:3], group=group,
                                     scale_ratio=scale_ratio)(y)
