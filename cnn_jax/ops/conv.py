@@ -338,4 +338,7 @@ def _conv2d_matmul(x, kernel, pads, stride, dilation, precision):
         for p in range(kw)
     ]
     patches = views[0] if len(views) == 1 else jnp.concatenate(views, axis=-1)
-    return jnp.dot(patches, kernel.reshape(kh * kw * c, o), precision=precision)
+    # As a 2-D product: XLA:CPU ran the 4-D dot (and its weight gradient) up to 10x slower.
+    out = jnp.dot(patches.reshape(-1, kh * kw * c), kernel.reshape(kh * kw * c, o),
+                  precision=precision)
+    return out.reshape(*patches.shape[:3], o)
