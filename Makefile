@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: train test test-all lint data venv
+.PHONY: train test test-all lint data venv bench
 
 # A virtual env with the package (editable) and its dev tools; redone when pyproject changes.
 $(VENV)/.installed: pyproject.toml
@@ -35,3 +35,11 @@ test-all: venv data
 
 lint: venv
 	$(VENV)/bin/ruff check cnn_jax scripts tests
+
+# Speed vs Keras 3 (JAX backend) and PyTorch CPU: the `bench` extra, then the full benchmark.
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	touch $@
+
+bench: venv data $(VENV)/.bench-installed
+	$(PY) scripts/benchmark.py

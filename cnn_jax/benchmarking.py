@@ -1,0 +1,468 @@
+"""Our side of the speed benchmark: timing our epochs, counting FLOPs, probing the machine.
+
+``scripts/benchmark.py`` runs the same workloads with Keras and PyTorch and puts the
+records that these helpers produce side by side. A record is a plain dict (JSON-ready):
+
+* ``framework``, ``model`` (``"mlp"`` or ``"cnn"``), ``label`` (the table's row name),
+  ``depth`` (MLP hidden layers, else ``None``), ``conv_impl`` (ours, CNN only);
+* ``n_train``, ``n_valid``, ``batch_size``;
+* ``train_times`` and ``val_times``: seconds per epoch, the first epoch (warm-up, which
+  includes compilation) first.
+
+``summarize`` turns a record into medians over the steady epochs (all but the first).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.extend import core as jax_core
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from cnn_jax import io
+
+__all__ = [
+    "bench_ours",
+    "count_matmul_flops",
+    "fitted_epoch_time",
+    "format_markdown",
+    "machine_info",
+    "matmul_rate",
+    "peak_rss_bytes",
+    "summarize",
+    "sweep_lines",
+    "sweep_report",
+    "totals",
+    "versions",
+    "write_report",
+]
+
+VERSION_PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "keras", "torch")
+
+
+# ------------------------------------------------------------------------ the machine
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, core counts, OS, Python and JAX's devices (for the report's header)."""
+    model = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {
+        "cpu": model,
+        "cpu_count": os.cpu_count(),
+        "usable_cores": usable,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "jax_backend": jax.default_backend(),
+        "jax_devices": [str(d) for d in jax.devices()],
+    }
+
+
+def versions(packages: Sequence[str] = VERSION_PACKAGES) -> dict[str, str]:
+    """Installed versions of ``packages`` (``"not installed"`` for missing ones), no imports."""
+    out = {}
+    for name in packages:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident memory of this process so far (``ru_maxrss``; KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _median_time(fn: Callable[[], Any], repeats: int) -> float:
+    jax.block_until_ready(fn())  # compile and warm up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def matmul_rate(m: int = 2048, k: int = 2048, n: int = 2048, *, repeats: int = 10) -> float:
+    """float32 FLOP/s of one jitted ``[m, k] @ [k, n]`` (``2 m k n`` FLOPs), median of repeats."""
+    ka, kb = jax.random.split(jax.random.key(0))
+    a = jax.random.normal(ka, (m, k), jnp.float32)
+    b = jax.random.normal(kb, (k, n), jnp.float32)
+    dot = jax.jit(jnp.dot)
+    return 2.0 * m * k * n / _median_time(lambda: dot(a, b), repeats)
+
+
+# ------------------------------------------------------------------------------ FLOPs
+
+
+def _eqn_flops(eqn) -> int:
+    if eqn.primitive.name == "dot_general":
+        (contract, _), _ = eqn.params["dimension_numbers"]
+        lhs = eqn.invars[0].aval.shape
+        depth = math.prod(lhs[d] for d in contract)
+        return 2 * math.prod(eqn.outvars[0].aval.shape) * depth
+    if eqn.primitive.name == "conv_general_dilated":
+        rhs = eqn.invars[1].aval.shape
+        out_feature_dim = eqn.params["dimension_numbers"].rhs_spec[0]
+        per_output = math.prod(rhs) // rhs[out_feature_dim]  # window taps x input channels
+        return 2 * math.prod(eqn.outvars[0].aval.shape) * per_output
+    return 0
+
+
+def _jaxpr_flops(jaxpr) -> int:
+    total = 0
+    for eqn in jaxpr.eqns:
+        total += _eqn_flops(eqn)
+        for sub in jax_core.jaxprs_in_params(eqn.params):
+            inner = _jaxpr_flops(sub)
+            if eqn.primitive.name == "scan":
+                inner *= eqn.params["length"]
+            total += inner
+    return total
+
+
+def count_matmul_flops(fn: Callable, *args, **kwargs) -> int:
+    """FLOPs of the matrix products and convolutions that ``fn(*args)`` traces to.
+
+    Counted from the jaxpr, before XLA: ``2 * prod(out) * K`` per ``dot_general`` (``K`` the
+    contracted size) and ``2 * prod(out) * taps * in_channels`` per convolution, inside
+    nested calls too (a ``scan`` body counts ``length`` times). Element-wise work
+    (activations, the optimizer update) is left out; for the models here it is a few
+    percent of the total. Gradients that autodiff does not need (e.g. with respect to the
+    input images) are not traced, hence not counted.
+
+    >>> count_matmul_flops(jnp.dot, jnp.ones((4, 3)), jnp.ones((3, 5)))
+    120
+    """
+    return _jaxpr_flops(jax.make_jaxpr(fn)(*args, **kwargs).jaxpr)
+
+
+# ------------------------------------------------------------------------ our epochs
+
+
+def bench_ours(model, data, *, label: str, epochs: int, batch_size: int, seed: int = 0,
+               mesh: Mesh | None = None) -> dict[str, Any]:
+    """Times ``epochs`` epochs of training + validation of ``model`` the way ``fit`` runs them.
+
+    The real ``train_epoch`` and ``evaluate`` are jitted as in ``training.fit`` (the epoch
+    is one program; the state is donated; the metrics are fetched after each epoch, which
+    waits for it). No checkpoints or metric files are written.
+
+    Args:
+      model: a Flax module from ``models.get``.
+      data: a ``training.DeviceData`` (placed on the devices once, shared by all models).
+      label: the record's row name.
+      epochs: epochs to run; the first is the warm-up (it compiles).
+      batch_size: training batch size.
+      seed: initialisation and shuffling seed.
+      mesh: the device mesh ``data`` lives on (default: all local devices).
+
+    Returns:
+      A record (module docstring) plus ``flops_per_step`` (``count_matmul_flops`` of one
+      ``train_step``), ``steps_per_epoch`` and the final ``accuracy``/``val_accuracy``.
+    """
+    from cnn_jax.training import loop, steps
+
+    mesh = mesh or loop.make_mesh()
+    tx = steps.make_optimizer("adam", 1e-3)
+    init_key, root = jax.random.split(jax.random.key(seed))
+    state = steps.create_train_state(model, tx, init_key, data.train_images.shape[1:])
+    state = jax.device_put(state, NamedSharding(mesh, PartitionSpec()))
+    n_train, n_valid = data.train_images.shape[0], data.valid_images.shape[0]
+    norm = dict(mean=data.mean, std=data.std, mesh=mesh)
+    run_epoch = jax.jit(functools.partial(steps.train_epoch, batch_size=batch_size, **norm),
+                        donate_argnums=0)
+    run_eval = jax.jit(functools.partial(
+        steps.evaluate, apply_fn=state.apply_fn,
+        batch_size=loop._eval_batch_size(n_valid, mesh), **norm))  # as fit does
+
+    batch = {"image": jnp.zeros((batch_size, *data.train_images.shape[1:]), jnp.float32),
+             "label": jnp.zeros((batch_size,), jnp.int32),
+             "mask": jnp.ones((batch_size,), bool)}
+    flops = count_matmul_flops(steps.train_step, state, batch, init_key)
+
+    train_times, val_times = [], []
+    for epoch in range(epochs):
+        t0 = time.perf_counter()
+        state, train_m = run_epoch(state, data.train_images, data.train_labels,
+                                   jax.random.fold_in(root, epoch))
+        train_m = jax.device_get(train_m)
+        t1 = time.perf_counter()
+        val_m = jax.device_get(run_eval(state.params, data.valid_images, data.valid_labels))
+        train_times.append(t1 - t0)
+        val_times.append(time.perf_counter() - t1)
+    return {
+        "framework": "ours", "label": label, "n_train": int(n_train), "n_valid": int(n_valid),
+        "batch_size": batch_size, "train_times": train_times, "val_times": val_times,
+        "flops_per_step": flops, "steps_per_epoch": math.ceil(n_train / batch_size),
+        "accuracy": float(train_m["accuracy"]), "val_accuracy": float(val_m["accuracy"]),
+    }
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def summarize(record: dict[str, Any]) -> dict[str, Any]:
+    """Medians over the steady epochs (all but the first) of a record.
+
+    Returns:
+      ``train_s``, ``val_s``, ``epoch_s`` (train + validation), ``samples_per_s``,
+      ``spread`` ((max - min) / median of the steady training times), ``compile_s``
+      (first training + validation time minus the steady one) and, where the record has
+      ``flops_per_step``, ``flops_per_s`` (achieved on the training epoch).
+
+    Raises:
+      ValueError: fewer than two epochs in the record.
+    """
+    train, val = record["train_times"], record["val_times"]
+    if len(train) < 2 or len(val) != len(train):
+        raise ValueError(f"{record.get('label')}: need >= 2 epochs of train and validation "
+                         f"times (the first is warm-up), got {len(train)} and {len(val)}")
+    train_s, val_s = statistics.median(train[1:]), statistics.median(val[1:])
+    out = {
+        "train_s": train_s,
+        "val_s": val_s,
+        "epoch_s": train_s + val_s,
+        "samples_per_s": record["n_train"] / train_s,
+        "spread": (max(train[1:]) - min(train[1:])) / train_s,
+        "compile_s": train[0] + val[0] - train_s - val_s,
+    }
+    if record.get("flops_per_step"):
+        out["flops_per_s"] = record["flops_per_step"] * record["steps_per_epoch"] / train_s
+    return out
+
+
+def _linear_fit_sum(depths: Sequence[int], values: Sequence[float], upto: int) -> float | None:
+    """Sum over depths 0..upto-1 of a least-squares line through (depth, value)."""
+    if len(set(depths)) < 2:
+        return None
+    slope, intercept = np.polyfit(np.asarray(depths, float), np.asarray(values, float), 1)
+    return float(sum(intercept + slope * d for d in range(upto)))
+
+
+def sweep_report(sweep_dir: str, prefix: str = "num_layers_") -> dict[str, Any]:
+    """Measured time of a depth sweep written by ``scripts/train.py --sweep=num_layers=...``.
+
+    Reads ``SWEEP_DIR/num_layers_K/metrics.jsonl`` (one line per epoch with ``epoch_time``,
+    training + validation) and ``results.json`` (``status``, ``wall_time``) of each member.
+
+    Returns:
+      ``members`` (per depth: epochs, summed epoch time, wall time, status), ``epoch_time_s``
+      (sum of all epoch times), ``wall_time_s`` (sum of the members' wall times),
+      ``span_s`` (first ``config.json`` written to last ``results.json`` written: the sweep's
+      wall clock including data loading and compilation), ``finished`` (members finished).
+
+    Raises:
+      FileNotFoundError: no member folders in ``sweep_dir``.
+    """
+    members, starts, ends = [], [], []
+    names = sorted((n for n in os.listdir(sweep_dir) if n.startswith(prefix)),
+                   key=lambda n: int(n[len(prefix):]) if n[len(prefix):].isdigit() else -1)
+    for name in names:
+        folder = os.path.join(sweep_dir, name)
+        metrics_path = os.path.join(folder, "metrics.jsonl")
+        if not os.path.exists(metrics_path):
+            continue
+        with open(metrics_path) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        results_path = os.path.join(folder, "results.json")
+        results = io.read_json(results_path) if os.path.exists(results_path) else {}
+        config_path = os.path.join(folder, "config.json")
+        if os.path.exists(config_path):
+            starts.append(os.path.getmtime(config_path))
+        if results:
+            ends.append(os.path.getmtime(results_path))
+        members.append({
+            "depth": int(name[len(prefix):]) if name[len(prefix):].isdigit() else name,
+            "epochs": len(rows),
+            "epoch_time_s": float(sum(r.get("epoch_time", 0.0) for r in rows)),
+            "wall_time_s": float(results.get("wall_time", float("nan"))),
+            "status": results.get("status", "unfinished"),
+        })
+    if not members:
+        raise FileNotFoundError(f"no {prefix}K/metrics.jsonl files under {sweep_dir!r}")
+    finished = [m for m in members if m["status"] != "unfinished"]
+    return {
+        "sweep_dir": sweep_dir,
+        "members": members,
+        "finished": len(finished),
+        "epoch_time_s": sum(m["epoch_time_s"] for m in members),
+        "wall_time_s": sum(m["wall_time_s"] for m in finished),
+        "span_s": (max(ends) - min(starts)) if starts and ends else None,
+    }
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def _cell(summary: dict | None) -> str:
+    if summary is None:
+        return "–"
+    return (f"{summary['train_s']:.3f} (±{100 * summary['spread']:.0f}%) / "
+            f"{summary['val_s']:.3f} / {summary['samples_per_s'] / 1000:.1f}k")
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return "–" if a is None or b is None or b <= 0 else f"{a / b:.2f}x"
+
+
+def format_markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown: header (machine, versions, matmul rate), three tables, notes."""
+    rows, fws = report["rows"], report["frameworks"]
+    m, lines = report["machine"], []
+    lines += [
+        "# Training speed: ours vs Keras 3 (JAX backend) vs PyTorch (CPU)",
+        "",
+        f"Machine: {m['cpu']}, {m['cpu_count']} logical cores ({m['usable_cores']} usable), "
+        f"{m['os']}, Python {m['python']}; JAX backend {m['jax_backend']} "
+        f"({len(m['jax_devices'])} device(s)).",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + ".",
+        f"Run: {report['settings']}.",
+        "float32 matmul rate (jitted jnp.dot, median of repeats): "
+        + ", ".join(f"{k}: {v / 1e9:.0f} GFLOP/s" for k, v in report["matmul_rate"].items())
+        + ".",
+        "",
+        "## Steady epoch: train s (± spread) / validation s / training samples per s",
+        "",
+        "Medians over the epochs after the first (warm-up); spread = (max - min) / median.",
+        "",
+        "| model | " + " | ".join(fws) + " |",
+        "|---|" + "---|" * len(fws),
+    ]
+    for row in rows:
+        lines.append(f"| {row['label']} | "
+                     + " | ".join(_cell(row["summaries"].get(fw)) for fw in fws) + " |")
+    others = [fw for fw in fws if fw != "ours"]
+    if "ours" in fws and others:
+        lines += ["", "## Time ratios (ours / theirs; below 1 means ours is faster)", "",
+                  "| model | " + " | ".join(f"train vs {fw} | train+val vs {fw}"
+                                           for fw in others) + " |",
+                  "|---|" + "---|---|" * len(others)]
+        for row in rows:
+            s, cells = row["summaries"], []
+            ours = s.get("ours")
+            for fw in others:
+                theirs = s.get(fw)
+                cells += [_ratio(ours and ours["train_s"], theirs and theirs["train_s"]),
+                          _ratio(ours and ours["epoch_s"], theirs and theirs["epoch_s"])]
+            lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
+    if "ours" in fws:
+        rate = report["matmul_rate"].get("2048^3")
+        lines += ["", "## Ours: compilation and achieved FLOP/s", "",
+                  "Compile = first epoch (train + validation) minus the steady one. FLOPs: "
+                  "matrix products and convolutions of one train step, counted from its "
+                  "jaxpr (element-wise work excluded), times steps per epoch, over the "
+                  "steady training time.", "",
+                  "| model | compile s (ours) | compile s (keras) | GFLOP / step "
+                  "| GFLOP/s | % of 2048^3 matmul rate |",
+                  "|---|---|---|---|---|---|"]
+        for row in rows:
+            ours, keras = row["summaries"].get("ours"), row["summaries"].get("keras")
+            if ours is None:
+                continue
+            rec = row["records"]["ours"]
+            fps = ours.get("flops_per_s", 0.0)
+            lines.append(
+                f"| {row['label']} | {ours['compile_s']:.2f} | "
+                f"{'–' if keras is None else format(keras['compile_s'], '.2f')} | "
+                f"{rec['flops_per_step'] / 1e9:.3f} | {fps / 1e9:.0f} | "
+                f"{'–' if not rate else format(100 * fps / rate, '.0f')} |")
+    lines += ["", "## Totals", ""] + [f"- {t}" for t in report["totals"]]
+    if report.get("sweep"):
+        lines += ["", "## Lecture sweep", ""] + [f"- {t}" for t in report["sweep_lines"]]
+    lines += ["", "## Notes", ""] + [f"- {t}" for t in report["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def totals(rows: list[dict], frameworks: Sequence[str], sweep_depths: int = 25) -> list[str]:
+    """Sums of steady epoch times over the MLP depths run, and a 25-depth projection."""
+    out = []
+    mlp = [r for r in rows if r["model"] == "mlp"]
+    sums = {}
+    for fw in frameworks:
+        have = [r for r in mlp if fw in r["summaries"]]
+        if not have:
+            continue
+        total = sum(r["summaries"][fw]["epoch_s"] for r in have)
+        proj = _linear_fit_sum([r["depth"] for r in have],
+                               [r["summaries"][fw]["epoch_s"] for r in have], sweep_depths)
+        sums[fw] = (total, proj)
+        out.append(f"{fw}: MLP steady epoch (train + validation) summed over depths "
+                   f"{[r['depth'] for r in have]}: {total:.2f} s"
+                   + ("" if proj is None else
+                      f"; projected sum over depths 0..{sweep_depths - 1} "
+                      f"(least-squares line in depth): {proj:.1f} s"))
+    if "ours" in sums:
+        for fw, (total, proj) in sums.items():
+            if fw == "ours":
+                continue
+            text = f"ours / {fw}, summed MLP epoch: {sums['ours'][0] / total:.2f}x"
+            if proj and sums["ours"][1]:
+                text += f" (projected 25 depths: {sums['ours'][1] / proj:.2f}x)"
+            out.append(text + (" (target vs keras: <= 0.6x)" if fw == "keras" else ""))
+    return out
+
+
+def fitted_epoch_time(rows: list[dict], framework: str):
+    """A function depth -> steady epoch seconds (least-squares line), or None."""
+    have = [r for r in rows if r["model"] == "mlp" and framework in r["summaries"]]
+    if len({r["depth"] for r in have}) < 2:
+        return None
+    slope, intercept = np.polyfit([r["depth"] for r in have],
+                                  [r["summaries"][framework]["epoch_s"] for r in have], 1)
+    return lambda d: float(intercept + slope * d)
+
+
+def sweep_lines(sweep: dict[str, Any], rows: list[dict], frameworks: Sequence[str],
+                target_s: float = 17 * 60) -> list[str]:
+    """Sentences about a finished sweep: measured time vs the target, projections."""
+    lines = [f"{sweep['sweep_dir']}: {sweep['finished']} of {len(sweep['members'])} members "
+             f"finished, {sum(m['epochs'] for m in sweep['members'])} epochs in all."]
+    if sweep["span_s"] is not None:
+        verdict = "meets" if sweep["span_s"] < target_s else "misses"
+        lines.append(f"Wall clock (first config.json to last results.json): "
+                     f"{sweep['span_s'] / 60:.1f} min; {verdict} the < {target_s / 60:.0f} min "
+                     "target.")
+    lines.append(f"Sum of the members' wall times: {sweep['wall_time_s'] / 60:.1f} min; "
+                 f"of their epoch times (train + validation): "
+                 f"{sweep['epoch_time_s'] / 60:.1f} min.")
+    for fw in frameworks:
+        fit = fitted_epoch_time(rows, fw)
+        if fit is None:
+            continue
+        total = sum(m["epochs"] * fit(m["depth"]) for m in sweep["members"]
+                    if isinstance(m["depth"], int))
+        lines.append(f"The same epochs at {fw}'s steady epoch time measured here (line "
+                     f"in depth): {total / 60:.1f} min (compilation excluded).")
+    return lines
+
+
+def write_report(out: str, report: dict[str, Any]) -> tuple[str, str]:
+    """Writes ``OUT.md`` and ``OUT.json`` atomically; returns their paths."""
+    base = out[:-3] if out.endswith(".md") else out[:-5] if out.endswith(".json") else out
+    md_path, json_path = base + ".md", base + ".json"
+    io.atomic_write_text(md_path, format_markdown(report))
+    io.write_json(json_path, report)
+    return md_path, json_path

@@ -1,0 +1,161 @@
+"""The benchmark's own code paths on a tiny setting: FLOP counting, summaries, the script.
+
+Nothing here is timed; the checks are that the report is written, complete and consistent.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from cnn_jax import benchmarking, io, models
+from cnn_jax.training import create_train_state, make_optimizer, train_step
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "scripts", "benchmark.py")
+
+
+def _run_script(*args, timeout=120):
+    return subprocess.run([sys.executable, SCRIPT, *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _batch(n):
+    return {"image": jnp.zeros((n, 28, 28, 1)), "label": jnp.zeros(n, jnp.int32),
+            "mask": jnp.ones(n, bool)}
+
+
+@pytest.mark.parametrize("depth", [0, 2])
+def test_mlp_flops_match_the_analytic_count_and_xla(depth, key):
+    b, units = 256, 512
+    state = create_train_state(models.get("mlp", num_layers=depth), make_optimizer("adam", 1e-3),
+                               key, (28, 28, 1))
+    widths = [784] + [units] * depth + [10]
+    forward = sum(a * c for a, c in zip(widths[:-1], widths[1:]))
+    # forward + weight gradient for every layer, input gradient for all but the first.
+    expected = 2 * b * (3 * forward - widths[0] * widths[1])
+    counted = benchmarking.count_matmul_flops(train_step, state, _batch(b), key)
+    assert counted == expected
+    if depth == 0:
+        return  # one XLA cross-check (a compilation) is enough
+    cost = jax.jit(train_step).lower(state, _batch(b), key).compile().cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    # XLA also counts the element-wise work, a few percent on top.
+    assert expected <= cost["flops"] <= 1.15 * expected
+
+
+def test_cnn_flops_count_the_im2col_matmuls(key):
+    # Shapes are all the count needs: no initialisation, no compilation.
+    state = jax.eval_shape(lambda k: create_train_state(
+        models.get("cnn", conv_impl="matmul"), make_optimizer("adam", 1e-3), k, (28, 28, 1)),
+        key)
+    macs = [26 * 26 * 9 * 32, 11 * 11 * 288 * 64, 1600 * 128, 128 * 10]
+    expected = 2 * 4 * (3 * sum(macs) - macs[0])
+    assert benchmarking.count_matmul_flops(train_step, state, _batch(4), key) == expected
+
+
+def test_count_matmul_flops_multiplies_scan_bodies():
+    def f(w, xs):
+        return jax.lax.scan(lambda c, x: (c + x @ w, None), jnp.zeros(3), xs)[0]
+
+    assert benchmarking.count_matmul_flops(f, jnp.ones((4, 3)), jnp.ones((5, 4))) == 5 * 2 * 12
+
+
+def test_summarize_takes_medians_of_the_steady_epochs():
+    rec = {"label": "x", "n_train": 1000, "train_times": [5.0, 1.0, 3.0, 2.0],
+           "val_times": [1.0, 0.5, 0.5, 0.5], "flops_per_step": 10, "steps_per_epoch": 4}
+    s = benchmarking.summarize(rec)
+    assert s["train_s"] == 2.0 and s["val_s"] == 0.5 and s["epoch_s"] == 2.5
+    assert s["samples_per_s"] == 500.0 and s["spread"] == 1.0
+    assert s["compile_s"] == pytest.approx(3.5) and s["flops_per_s"] == 20.0
+    with pytest.raises(ValueError, match="need >= 2 epochs"):
+        benchmarking.summarize({**rec, "train_times": [1.0], "val_times": [1.0]})
+
+
+def _fake_sweep(folder):
+    for depth, epochs in ((0, 3), (1, 2)):
+        member = folder / f"num_layers_{depth}"
+        io.write_json(str(member / "config.json"), {})
+        io.write_jsonl(str(member / "metrics.jsonl"),
+                       [{"epoch": e + 1, "epoch_time": 2.0} for e in range(epochs)])
+        io.write_json(str(member / "results.json"), {"status": "completed", "wall_time": 11.0})
+
+
+def test_sweep_report_reads_members(tmp_path):
+    _fake_sweep(tmp_path)
+    report = benchmarking.sweep_report(str(tmp_path))
+    assert [m["depth"] for m in report["members"]] == [0, 1]
+    assert report["finished"] == 2 and report["epoch_time_s"] == 10.0
+    assert report["wall_time_s"] == 22.0 and report["span_s"] >= 0
+    with pytest.raises(FileNotFoundError, match="num_layers_K"):
+        benchmarking.sweep_report(str(tmp_path / "num_layers_0"))
+
+
+def _check_report(out, frameworks):
+    with open(out + ".json") as f:
+        report = json.load(f)
+    with open(out + ".md") as f:
+        md = f.read()
+    assert report["frameworks"] == frameworks
+    assert report["machine"]["cpu_count"] >= 1 and report["versions"]["jax"] != "not installed"
+    assert report["matmul_rate"]["2048^3"] > 0
+    for row in report["rows"]:
+        assert set(row["summaries"]) == set(frameworks)
+        for fw, s in row["summaries"].items():
+            rec = row["records"][fw]
+            assert len(rec["train_times"]) == 2 and min(rec["train_times"]) > 0
+            assert s["train_s"] > 0 and s["val_s"] > 0
+            assert s["samples_per_s"] == pytest.approx(rec["n_train"] / s["train_s"])
+            assert f"| {row['label']} |" in md
+        ours = row["summaries"]["ours"]
+        assert ours["flops_per_s"] > 0
+        for fw in frameworks[1:]:
+            ratio = ours["epoch_s"] / row["summaries"][fw]["epoch_s"]
+            assert f"{ratio:.2f}x" in md
+    return report, md
+
+
+def test_script_ours_only_writes_a_consistent_report(tmp_path):
+    out, sweep = str(tmp_path / "out" / "bench"), tmp_path / "sweep"
+    _fake_sweep(sweep)
+    proc = _run_script("--frameworks=ours", "--models=mlp", "--depths=0,1", "--epochs=2",
+                       "--dataset=synthetic_bars", "--limit=512", f"--out={out}",
+                       f"--sweep_dir={sweep}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report, md = _check_report(out, ["ours"])
+    assert [r["label"] for r in report["rows"]] == ["mlp depth 0", "mlp depth 1"]
+    assert "## Ours: compilation and achieved FLOP/s" in md and "| mlp depth 1 |" in proc.stdout
+    assert report["sweep"]["epoch_time_s"] == 10.0 and "## Lecture sweep" in md
+    assert "at ours's steady epoch time" in md  # two depths: a projection exists
+    assert sorted(os.listdir(tmp_path / "out")) == ["bench.json", "bench.md"]  # no temp files
+
+
+@pytest.mark.slow  # three subprocesses, each importing its framework: ~30 s on 2 cores
+def test_script_with_keras_and_torch(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_BACKEND", "jax")  # else keras wants TensorFlow on import
+    pytest.importorskip("keras")
+    pytest.importorskip("torch")
+    out = str(tmp_path / "bench")
+    proc = _run_script("--frameworks=ours,keras,torch", "--models=mlp", "--depths=0",
+                       "--epochs=2", "--dataset=synthetic_bars", "--limit=512", f"--out={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _check_report(out, ["ours", "keras", "torch"])
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["--frameworks=ours,tensorflow"], "--frameworks"),
+    (["--models=resnet"], "--models"),
+    (["--depths=1,x"], "--depths"),
+    (["--epochs=1"], "--epochs"),
+    (["--conv_impl=cudnn"], "--conv_impl"),
+    (["--sweep_dir=/nonexistent/sweep"], "--sweep_dir"),
+])
+def test_bad_flags_are_one_line_usage_errors(args, flag):
+    proc = _run_script(*args, timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("benchmark.py: error: ") and flag in lines[0]
