@@ -234,3 +234,18 @@ def test_scale_axis_shift_and_scale_group(key):
 def test_bad_arguments_raise(key, call, match):
     with pytest.raises(ValueError, match=match):
         call(images(key))
+
+
+def test_per_example_magnitudes_under_vmap(key):
+    """Derived datasets draw one magnitude per image: vmap over traced scalars."""
+    x = images(key, (3, 8, 8, 1))
+    dys, dxs = jnp.array([0, 1, -2]), jnp.array([3, 0, 1])
+    got = jax.jit(jax.vmap(lambda a, i, j: T.shift(a, i, j, mode="zero")))(x, dys, dxs)
+    for n in range(3):
+        np.testing.assert_array_equal(got[n], T.shift(x[n], int(dys[n]), int(dxs[n]), mode="zero"))
+    factors = jnp.array([0.5, 1.0, 1.7])
+    zoomed = jax.jit(jax.vmap(T.scale))(x, factors)
+    for n in range(3):
+        np.testing.assert_allclose(zoomed[n], T.scale(x[n], float(factors[n])), atol=1e-6)
+    moved = jax.vmap(T.subpixel_shift)(x, jnp.array([0.5, 0.0, 1.25]), jnp.zeros(3))
+    np.testing.assert_allclose(moved[2], T.subpixel_shift(x[2], 1.25, 0.0), atol=1e-6)
