@@ -3,9 +3,9 @@
 Lifting conv, then group convs, each followed by an activation and an optional spatial pool;
 then a pool over the group axis (invariant features), global average pooling and a dense
 head. The logits are invariant to the group's rotations (and mirrors) of the input exactly
-when every stage keeps the grid centre on the grid (see ``ops.group``): odd kernels with
-"same" or "circular" padding, and pooling windows that tile the grid symmetrically (even
-sizes before a 2x2 pool).
+when every stage keeps the grid centre on its sampling grid (``ops.group.keeps_centre``):
+odd kernels with "same" or "circular" padding, and pooling windows that tile the grid
+symmetrically (even sizes before a 2x2 pool: 28 -> 14 -> 7 works, 30 -> 15 -> 7 does not).
 """
 
 from __future__ import annotations

@@ -39,6 +39,7 @@ __all__ = [
     "group_order",
     "group_pool",
     "inverse",
+    "keeps_centre",
     "lifting_conv2d",
     "transform_grid",
 ]
@@ -213,6 +214,30 @@ def group_conv2d(y: jax.Array, kernel: jax.Array, group: str, *, padding: str = 
     out = conv2d(flat, expand_group_kernel(kernel, group), padding=padding, stride=stride,
                  dilation=dilation, impl=impl, precision=precision)
     return out.reshape(*out.shape[:3], kernel.shape[4], n)
+
+
+def keeps_centre(size: int, window: int, stride: int) -> bool:
+    """Whether sampling windows at stride keeps an axis symmetric about its centre.
+
+    A layer that reads windows of ``window`` pixels every ``stride`` pixels from a (padded)
+    axis of ``size`` pixels, starting at 0, covers the positions symmetrically about the
+    centre -- so that mirroring or rotating the input permutes its outputs exactly -- if and
+    only if ``(size - window) % stride == 0``. Otherwise the last window stops short of the
+    far edge and a rotated input is sampled on a grid shifted by a fraction of the stride:
+    a p4 network then loses exact invariance. E.g. a 2x2 max-pool needs an even size; a
+    3x3 stride-2 'valid' conv an odd one.
+
+    Args:
+      size: axis length after padding.
+      window: window length (dilated kernel or pooling window).
+      stride: step between windows.
+    """
+    for name, value in (("size", size), ("window", window), ("stride", stride)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if window > size:
+        raise ValueError(f"window {window} is larger than size {size}")
+    return (size - window) % stride == 0
 
 
 def group_pool(y: jax.Array, reduce: str = "max") -> jax.Array:

@@ -225,10 +225,17 @@ def test_exact(name, key):
         assert float(E.relative_error(a, b, mask)) > row.min_error
 
 
-def test_parity_rule_predicts_the_rows():
-    """(H - k) % s == 0 is the condition the parity rows above exercise."""
-    assert (17 - 3) % 2 == 0 and (16 - 3) % 2 != 0  # stride-2 3x3 valid conv
-    assert (16 - 2) % 2 == 0 and (17 - 2) % 2 != 0  # 2x2 max-pool (16 -> 8 -> 4 in p4cnn)
+@pytest.mark.parametrize("size", range(13, 19))
+def test_parity_rule_predicts_exactness(key, size):
+    """ops.group.keeps_centre tells, per input size, whether a quarter turn stays exact."""
+    x = jax.random.normal(key, (1, size, size, 2))
+    kernel = jax.random.normal(key, (3, 3, 2, 2))
+    strided_lift = lambda a: group_ops.group_pool(
+        group_ops.lifting_conv2d(a, kernel, "p4", stride=2, padding="valid"))
+    pool = lambda a: ops.max_pool2d(a, 2)
+    for f, window in ((strided_lift, 3), (pool, 2)):
+        err = float(E.relative_error(*E.equivariance_test(f, x, rot(1), rot(1))))
+        assert (err < TOL) == group_ops.keeps_centre(size, window, 2), (size, window, err)
 
 
 # ------------------------------------------------------------------------- measured

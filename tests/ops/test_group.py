@@ -109,6 +109,17 @@ def test_impls_agree_in_value_and_gradient(key, group):
     np.testing.assert_allclose(grad(kernel, "matmul"), grad(kernel, "xla"), rtol=1e-3, atol=1e-3)
 
 
+def test_keeps_centre():
+    assert [n for n in range(4, 12) if G.keeps_centre(n, 2, 2)] == [4, 6, 8, 10]
+    assert [n for n in range(4, 12) if G.keeps_centre(n, 3, 2)] == [5, 7, 9, 11]
+    assert all(G.keeps_centre(n, 3, 1) for n in range(3, 9))  # stride 1 always
+    assert [n for n in range(5, 12) if G.keeps_centre(n, 3, 3)] == [6, 9]
+    with pytest.raises(ValueError, match="stride"):
+        G.keeps_centre(8, 2, 0)
+    with pytest.raises(ValueError, match="window"):
+        G.keeps_centre(2, 3, 1)
+
+
 def test_group_pool():
     y = jnp.arange(24.0).reshape(1, 1, 2, 3, 4)
     np.testing.assert_array_equal(G.group_pool(y), y[..., 3])
