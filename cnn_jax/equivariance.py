@@ -64,6 +64,9 @@ def central_mask(height: int, width: int, *, radius: float | None = None,
 
     The disk is centred at ``((H - 1) / 2, (W - 1) / 2)``, the centre that rotations and zooms
     in ``transforms`` fix. Give exactly one of ``radius`` and ``border``.
+
+    >>> central_mask(5, 5, radius=1.0).astype(int).tolist()[1:4]
+    [[0, 0, 1, 0, 0], [0, 1, 1, 1, 0], [0, 0, 1, 0, 0]]
     """
     if (radius is None) == (border is None):
         raise ValueError(f"give exactly one of radius and border, got radius={radius!r}, "

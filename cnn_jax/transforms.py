@@ -198,6 +198,9 @@ def rotate90(x: jax.Array, k) -> jax.Array:
 
     Returns:
       [N, W, H, ...] for odd ``k``, else shaped like ``x``.
+
+    >>> rotate90(jnp.array([[0., 1.], [2., 3.]])[None, :, :, None], 1)[0, :, :, 0].tolist()
+    [[1.0, 3.0], [0.0, 2.0]]
     """
     if isinstance(k, (int, np.integer)) and not isinstance(k, bool):
         return jnp.rot90(x, int(k) % 4, axes=(1, 2))

@@ -21,7 +21,11 @@ __all__ = ["binomial_filter", "blur_pool2d", "max_blur_pool2d"]
 
 
 def binomial_filter(size: int) -> np.ndarray:
-    """[size, size] outer product of binomial coefficients, summing to 1 (size 3: [1, 2, 1])."""
+    """[size, size] outer product of binomial coefficients, summing to 1.
+
+    >>> (binomial_filter(3) * 16).tolist()
+    [[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]
+    """
     if not isinstance(size, int) or size < 1:
         raise ValueError(f"size must be a positive int, got {size!r}")
     row = np.array([1.0])

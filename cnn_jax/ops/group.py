@@ -61,7 +61,13 @@ def _product(a: int, b: int) -> int:
 
 
 def cayley_table(group: str) -> np.ndarray:
-    """[G, G] int table with ``table[a, b]`` the index of the product ``a b``."""
+    """[G, G] int table with ``table[a, b]`` the index of the product ``a b``.
+
+    >>> cayley_table("p4")[1].tolist()  # a quarter turn after r quarter turns
+    [1, 2, 3, 0]
+    >>> int(cayley_table("p4m")[4, 1])  # F R = R^-1 F = R^3 F
+    7
+    """
     n = group_order(group)
     return np.array([[_product(a, b) for b in range(n)] for a in range(n)], np.int32)
 
@@ -231,6 +237,9 @@ def keeps_centre(size: int, window: int, stride: int) -> bool:
       size: axis length after padding.
       window: window length (dilated kernel or pooling window).
       stride: step between windows.
+
+    >>> keeps_centre(28, 2, 2), keeps_centre(15, 2, 2), keeps_centre(15, 3, 2)
+    (True, False, True)
     """
     for name, value in (("size", size), ("window", window), ("stride", stride)):
         if not isinstance(value, int) or value < 1:
