@@ -409,6 +409,7 @@ def make_report(blocks: dict[str, dict], rates: dict[str, float], sweep) -> dict
     records = [r for b in blocks.values() for r in b["records"]]
     rows = build_rows(records)
     mode = "each in its own subprocess" if FLAGS.isolate else "all in this process"
+    eval_batches = sorted({r["eval_batch_size"] for r in records if "eval_batch_size" in r})
     notes = [
         f"Frameworks ran one after another, {mode}; peak resident memory per block: "
         + ", ".join(f"{fw} {b['peak_rss_bytes'] / 2**20:.0f} MiB" for fw, b in blocks.items())
@@ -418,7 +419,8 @@ def make_report(blocks: dict[str, dict], rates: dict[str, float], sweep) -> dict
                     for fw, b in blocks.items())
         + "; above the core count means other processes competed and the times are noisy.",
         "ours: cnn_jax.training.train_epoch / evaluate jitted as in fit (whole epoch one "
-        "program, data on device, validation batch 1000). keras: the lecture's Sequential + "
+        f"program, data on device, validation batch {eval_batches} as fit picks it). "
+        "keras: the lecture's Sequential + "
         "compile('adam', categorical_crossentropy, accuracy) + fit(batch_size, "
         "validation_data) on KERAS_BACKEND=jax. torch: a plain loop, "
         "torch.set_num_threads(os.cpu_count()), Adam(eps=1e-7), validation batch = "

@@ -112,7 +112,7 @@ def _check_report(out, frameworks):
             assert s["samples_per_s"] == pytest.approx(rec["n_train"] / s["train_s"])
             assert f"| {row['label']} |" in md
         ours = row["summaries"]["ours"]
-        assert ours["flops_per_s"] > 0
+        assert ours["flops_per_s"] > 0 and row["records"]["ours"]["matmul_rate"] > 0
         for fw in frameworks[1:]:
             ratio = ours["epoch_s"] / row["summaries"][fw]["epoch_s"]
             assert f"{ratio:.2f}x" in md
