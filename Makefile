@@ -28,7 +28,7 @@ train: venv data
 	$(PY) scripts/train.py --flagfile=experiments/quickstart.flags
 
 test: venv data
-	$(PY) -m pytest -m "not slow" -q
+	$(PY) -m pytest -m "not slow" -q -n auto
 
 test-all: venv data
 	$(PY) -m pytest -q
