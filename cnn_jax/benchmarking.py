@@ -303,7 +303,7 @@ def sweep_report(sweep_dir: str, prefix: str = "num_layers_") -> dict[str, Any]:
             "depth": int(name[len(prefix):]) if name[len(prefix):].isdigit() else name,
             "epochs": len(rows),
             "epoch_time_s": float(sum(r.get("epoch_time", 0.0) for r in rows)),
-            "wall_time_s": float(results.get("wall_time", float("nan"))),
+            "wall_time_s": float(results["wall_time"]) if "wall_time" in results else None,
             "status": results.get("status", "unfinished"),
         })
     if not members:
@@ -314,7 +314,7 @@ def sweep_report(sweep_dir: str, prefix: str = "num_layers_") -> dict[str, Any]:
         "members": members,
         "finished": len(finished),
         "epoch_time_s": sum(m["epoch_time_s"] for m in members),
-        "wall_time_s": sum(m["wall_time_s"] for m in finished),
+        "wall_time_s": sum(m["wall_time_s"] or 0.0 for m in finished),
         "span_s": (max(ends) - min(starts)) if starts and ends else None,
     }
 
@@ -447,10 +447,13 @@ def sweep_lines(sweep: dict[str, Any], rows: list[dict], frameworks: Sequence[st
     lines = [f"{sweep['sweep_dir']}: {sweep['finished']} of {len(sweep['members'])} members "
              f"finished, {sum(m['epochs'] for m in sweep['members'])} epochs in all."]
     if sweep["span_s"] is not None:
-        verdict = "meets" if sweep["span_s"] < target_s else "misses"
+        if sweep["finished"] < len(sweep["members"]):
+            verdict = "so far: the sweep is unfinished"
+        else:
+            verdict = "meets" if sweep["span_s"] < target_s else "misses"
+            verdict += f" the < {target_s / 60:.0f} min target"
         lines.append(f"Wall clock (first config.json to last results.json): "
-                     f"{sweep['span_s'] / 60:.1f} min; {verdict} the < {target_s / 60:.0f} min "
-                     "target.")
+                     f"{sweep['span_s'] / 60:.1f} min; {verdict}.")
     lines.append(f"Sum of the members' wall times: {sweep['wall_time_s'] / 60:.1f} min; "
                  f"of their epoch times (train + validation): "
                  f"{sweep['epoch_time_s'] / 60:.1f} min.")

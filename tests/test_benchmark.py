@@ -91,6 +91,13 @@ def test_sweep_report_reads_members(tmp_path):
     assert [m["depth"] for m in report["members"]] == [0, 1]
     assert report["finished"] == 2 and report["epoch_time_s"] == 10.0
     assert report["wall_time_s"] == 22.0 and report["span_s"] >= 0
+    assert "meets the < 17 min target" in benchmarking.sweep_lines(report, [], [])[1]
+    io.write_jsonl(str(tmp_path / "num_layers_2" / "metrics.jsonl"), [{"epoch_time": 1.0}])
+    report = benchmarking.sweep_report(str(tmp_path))
+    assert report["members"][-1] == {"depth": 2, "epochs": 1, "epoch_time_s": 1.0,
+                                     "wall_time_s": None, "status": "unfinished"}
+    assert report["finished"] == 2 and report["wall_time_s"] == 22.0
+    assert "unfinished" in benchmarking.sweep_lines(report, [], [])[1]
     with pytest.raises(FileNotFoundError, match="num_layers_K"):
         benchmarking.sweep_report(str(tmp_path / "num_layers_0"))
 
