@@ -194,7 +194,7 @@ def bench_ours(model, data, *, label: str, epochs: int, batch_size: int, seed: i
     norm = dict(mean=data.mean, std=data.std, mesh=mesh)
     run_epoch = jax.jit(functools.partial(steps.train_epoch, batch_size=batch_size, **norm),
                         donate_argnums=0)
-    eval_batch = loop._eval_batch_size(n_valid, mesh)  # as fit chooses it
+    eval_batch = loop.eval_batch_size(batch_size, mesh)  # as fit chooses it
     run_eval = jax.jit(functools.partial(steps.evaluate, apply_fn=state.apply_fn,
                                          batch_size=eval_batch, **norm))
 

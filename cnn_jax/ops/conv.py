@@ -26,6 +26,7 @@ calls ``lax.conv_general_dilated``. Tests hold the two against each other and sc
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Sequence
 from typing import Literal
@@ -264,11 +265,16 @@ def convolve2d(x, kernel, *, padding: Padding = "valid", stride=1, dilation=1):
 
 
 def resolve_impl(impl: str) -> str:
-    """Maps ``"auto"`` to ``"matmul"`` on CPU (XLA:CPU's native conv is slow) else ``"xla"``."""
+    """The implementation ``conv2d`` runs for ``impl``.
+
+    ``"auto"`` is ``"xla"`` on GPU/TPU and ``"mixed"`` on CPU: XLA's convolution for values
+    that are not differentiated (its forward pass is fast on XLA:CPU), the matmul form under
+    differentiation (XLA:CPU computes the native conv's gradients several times slower).
+    """
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
     if impl == "auto":
-        return "matmul" if jax.default_backend() == "cpu" else "xla"
+        return "mixed" if jax.default_backend() == "cpu" else "xla"
     return impl
 
 
@@ -294,8 +300,9 @@ def conv2d(
       stride: int or (int, int).
       dilation: int or (int, int).
       impl: ``"xla"`` (``lax.conv_general_dilated``; fast on GPU/TPU), ``"matmul"`` (sum of
-        shifted views gathered into one matmul, i.e. im2col; fast on XLA:CPU) or ``"auto"``
-        (by backend). Both give the same values and gradients.
+        shifted views gathered into one matmul, i.e. im2col; fast gradients on XLA:CPU) or
+        ``"auto"`` (by backend, see ``resolve_impl``). All give the same values and
+        gradients; ``"auto"`` on CPU supports reverse-mode differentiation only (no jvp).
       precision: passed to the contraction (``lax.Precision``).
 
     Returns:
@@ -312,12 +319,33 @@ def conv2d(
     pads = padding_amounts(x.shape[1:3], kernel.shape[:2], padding, dilation)
     if padding == "circular":
         x, pads = jnp.pad(x, ((0, 0), *pads, (0, 0)), mode="wrap"), ((0, 0), (0, 0))
-    if resolve_impl(impl) == "xla":
-        return lax.conv_general_dilated(
-            x, kernel, window_strides=stride, padding=pads, rhs_dilation=dilation,
-            dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision,
-        )
-    return _conv2d_matmul(x, kernel, pads, stride, dilation, precision)
+    run = {"xla": _conv2d_xla, "matmul": _conv2d_matmul, "mixed": _conv2d_mixed}
+    return run[resolve_impl(impl)](x, kernel, pads, stride, dilation, precision)
+
+
+def _conv2d_xla(x, kernel, pads, stride, dilation, precision):
+    return lax.conv_general_dilated(
+        x, kernel, window_strides=stride, padding=pads, rhs_dilation=dilation,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=precision,
+    )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _conv2d_mixed(x, kernel, pads, stride, dilation, precision):
+    """XLA's conv for a value; under reverse-mode differentiation the matmul form."""
+    return _conv2d_xla(x, kernel, pads, stride, dilation, precision)
+
+
+def _conv2d_mixed_fwd(x, kernel, pads, stride, dilation, precision):
+    return jax.vjp(lambda a, b: _conv2d_matmul(a, b, pads, stride, dilation, precision),
+                   x, kernel)
+
+
+def _conv2d_mixed_bwd(pads, stride, dilation, precision, vjp_fn, cotangent):
+    return vjp_fn(cotangent)
+
+
+_conv2d_mixed.defvjp(_conv2d_mixed_fwd, _conv2d_mixed_bwd)
 
 
 def _conv2d_matmul(x, kernel, pads, stride, dilation, precision):

@@ -77,9 +77,10 @@ def make_mesh(num_devices: int = 0) -> Mesh:
     return Mesh(np.array(devices[: num_devices or len(devices)]), ("batch",))
 
 
-def _eval_batch_size(n: int, mesh: Mesh) -> int:
+def eval_batch_size(batch_size: int, mesh: Mesh) -> int:
+    """Evaluation batch: the training batch (as Keras validates), a multiple of the devices."""
     d = mesh.devices.size
-    return max(d, min(1000, n) // d * d)
+    return -(-batch_size // d) * d
 
 
 def fit(config: TrainConfig, workdir: str, *, data: DeviceData | None = None,
@@ -134,7 +135,7 @@ def fit(config: TrainConfig, workdir: str, *, data: DeviceData | None = None,
         donate_argnums=0)
     run_eval = jax.jit(functools.partial(
         evaluate, apply_fn=state.apply_fn,
-        batch_size=_eval_batch_size(data.valid_images.shape[0], mesh), **norm))
+        batch_size=eval_batch_size(config.batch_size, mesh), **norm))
     status, message = "completed", ""
     t_run = time.perf_counter()
     stopped = stopper is not None and stopper.stop_training

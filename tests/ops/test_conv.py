@@ -190,7 +190,7 @@ def test_bad_input_raises_value_error_naming_argument(call, match):
 # ------------------------------------------------------------------ conv2d: many filters
 
 
-@pytest.mark.parametrize("impl", ["xla", "matmul"])
+@pytest.mark.parametrize("impl", ["xla", "matmul", "auto"])
 @pytest.mark.parametrize(
     "padding, stride, dilation, kshape",
     [("valid", 1, 1, (3, 3)), ("same", 2, 1, (3, 3)), ("full", 1, 2, (2, 3)),
@@ -213,23 +213,35 @@ def test_conv2d_is_a_sum_of_single_channel_correlations(impl, padding, stride, d
 
 @pytest.mark.parametrize("padding", ops.PADDINGS)
 @pytest.mark.parametrize("stride, dilation", [(1, 1), (2, 1), (1, 2), ((2, 3), (1, 2))])
-def test_conv2d_matmul_and_xla_agree_in_value_and_gradient(padding, stride, dilation, key):
+def test_conv2d_implementations_agree_in_value_and_gradient(padding, stride, dilation, key):
     kx, kk, kg = jax.random.split(key, 3)
     x = jax.random.normal(kx, (2, 11, 10, 3))
     k = jax.random.normal(kk, (3, 3, 3, 5))
     kw = dict(padding=padding, stride=stride, dilation=dilation, precision="highest")
     y_xla = ops.conv2d(x, k, impl="xla", **kw)
-    y_mm = ops.conv2d(x, k, impl="matmul", **kw)
-    np.testing.assert_allclose(y_mm, y_xla, rtol=1e-5, atol=1e-5)
     cot = jax.random.normal(kg, y_xla.shape)
     loss = lambda impl: lambda a, b: jnp.vdot(ops.conv2d(a, b, impl=impl, **kw), cot)
     g_xla = jax.jit(jax.grad(loss("xla"), argnums=(0, 1)))(x, k)
-    g_mm = jax.jit(jax.grad(loss("matmul"), argnums=(0, 1)))(x, k)
-    for a, b in zip(g_mm, g_xla):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    for impl in ("matmul", "auto"):
+        y = jax.jit(lambda a, b, impl=impl: ops.conv2d(a, b, impl=impl, **kw))(x, k)
+        np.testing.assert_allclose(y, y_xla, rtol=1e-5, atol=1e-5)
+        grads = jax.jit(jax.grad(loss(impl), argnums=(0, 1)))(x, k)
+        for a, b in zip(grads, g_xla):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
 def test_auto_impl_follows_backend():
-    expected = "matmul" if jax.default_backend() == "cpu" else "xla"
+    expected = "mixed" if jax.default_backend() == "cpu" else "xla"
     assert ops.resolve_impl("auto") == expected
     assert ops.resolve_impl("xla") == "xla"
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="'mixed' is the CPU choice of auto")
+def test_auto_on_cpu_runs_xla_conv_for_values_and_matmul_for_gradients(key):
+    x = jax.random.normal(key, (2, 8, 8, 3))
+    k = jax.random.normal(key, (3, 3, 3, 4))
+    value = str(jax.make_jaxpr(lambda a, b: ops.conv2d(a, b, impl="auto"))(x, k))
+    grad = str(jax.make_jaxpr(jax.grad(lambda a, b: ops.conv2d(a, b, impl="auto").sum(),
+                                       argnums=(0, 1)))(x, k))
+    assert "conv_general_dilated" in value
+    assert "conv_general_dilated" not in grad and "dot_general" in grad
