@@ -141,8 +141,9 @@ def run_ours(work_list: list[dict]) -> list[dict]:
             variants = [({"num_layers": work["depth"], "units": 512, "activation": "elu"},
                          work["label"], None)]
         else:
-            impls = list(dict.fromkeys(resolve_impl(i) for i in FLAGS.conv_impl))
-            variants = [({"conv_impl": impl}, f"cnn (conv: {impl})", impl) for impl in impls]
+            impls = list(dict.fromkeys(FLAGS.conv_impl))
+            variants = [({"conv_impl": impl}, f"cnn (conv: {impl} = {resolve_impl(impl)})", impl)
+                        for impl in impls]
         for kwargs, label, impl in variants:
             model = models.get(work["model"], num_classes=classes, **kwargs)
             rec = benchmarking.bench_ours(model, data, label=label, epochs=FLAGS.epochs,
