@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import ast
 import logging
+import signal
 import sys
+import threading
 
 from absl import app, flags
 from absl import logging as absl_logging
@@ -91,6 +93,26 @@ def usage_error(message: str) -> None:
     sys.exit(2)
 
 
+def graceful_interrupt() -> threading.Event:
+    """First Ctrl-C: finish the epoch, checkpoint, stop. A second one stops at once."""
+    stop = threading.Event()
+
+    def handler(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("interrupt: stopping after this epoch's checkpoint (Ctrl-C again: now)",
+              file=sys.stderr, flush=True)
+
+    signal.signal(signal.SIGINT, handler)
+    return stop
+
+
+def interrupted(error: BaseException) -> int:
+    print(f"{error or 'interrupted'}; rerun the same command to resume", file=sys.stderr)
+    return 130
+
+
 def parse_flags(argv):
     try:
         return FLAGS(argv)
@@ -132,14 +154,21 @@ def main(argv):
     root.setLevel(logging.INFO)
     root.propagate = False
     root.info("devices: %s", jax.devices())
+    stop = graceful_interrupt()
     if member is None:
-        results = training.fit(config, FLAGS.workdir)
+        try:
+            results = training.fit(config, FLAGS.workdir, should_stop=stop.is_set)
+        except KeyboardInterrupt as e:
+            return interrupted(e)
         print(f"{FLAGS.workdir}: {results['status']}  train_loss {results['train_loss']:.4f}  "
               f"train_acc {results['train_accuracy']:.4f}  valid_loss {results['valid_loss']:.4f}"
               f"  valid_acc {results['valid_accuracy']:.4f}  ({results['wall_time']:.1f} s)")
         return 1 if results["status"] == "non_finite_loss" else 0
     name, values = member
-    sweep.run_sweep(config, name, values, FLAGS.workdir)
+    try:
+        sweep.run_sweep(config, name, values, FLAGS.workdir, should_stop=stop.is_set)
+    except KeyboardInterrupt as e:
+        return interrupted(e)
     with open(f"{FLAGS.workdir}/summary.md") as f:
         print(f.read())
     return 0

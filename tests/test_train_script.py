@@ -3,8 +3,10 @@
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -65,3 +67,35 @@ def test_bad_flag_is_a_one_line_usage_error(tmp_path, flag, needle):
     lines = [x for x in proc.stderr.splitlines() if x.strip()]
     assert len(lines) == 1 and lines[0].startswith("train.py: error:"), proc.stderr[-2000:]
     assert needle in lines[0] and "Traceback" not in proc.stderr
+
+
+def test_ctrl_c_stops_after_a_checkpoint_and_the_rerun_ends_like_an_uninterrupted_run(tmp_path):
+    args = ["--dataset=synthetic_bars", "--model=mlp", "--model_arg=num_layers=2",
+            "--model_arg=units=64", "--epochs=40", "--batch_size=32", "--num_devices=1"]
+    train(*args, f"--workdir={tmp_path / 'whole'}")
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    cmd = [sys.executable, os.path.join(ROOT, "scripts", "train.py"), *args,
+           f"--workdir={tmp_path / 'cut'}"]
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "cut" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while proc.poll() is None and time.time() < deadline:
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "rerun the same command to resume" in err
+    done = len(metrics.read_text().splitlines())
+    assert 2 <= done < 40 and not (tmp_path / "cut" / "results.json").exists()
+    train(*args, f"--workdir={tmp_path / 'cut'}")
+    metric_keys = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
+    read = lambda d: [{k: json.loads(x)[k] for k in metric_keys}
+                      for x in (tmp_path / d / "metrics.jsonl").read_text().splitlines()]
+    assert read("cut") == read("whole")
+    whole = json.load(open(tmp_path / "whole" / "results.json"))
+    cut = json.load(open(tmp_path / "cut" / "results.json"))
+    assert {k: cut[k] for k in ("train_loss", "valid_loss", "epochs_run")} == {
+        k: whole[k] for k in ("train_loss", "valid_loss", "epochs_run")}

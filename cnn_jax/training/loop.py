@@ -9,6 +9,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -84,13 +85,18 @@ def eval_batch_size(batch_size: int, mesh: Mesh) -> int:
 
 
 def fit(config: TrainConfig, workdir: str, *, data: DeviceData | None = None,
-        mesh: Mesh | None = None) -> dict[str, Any]:
+        mesh: Mesh | None = None, should_stop: Callable[[], bool] | None = None
+        ) -> dict[str, Any]:
     """Trains ``config.model`` and writes the run into ``workdir``.
 
     Files: ``config.json``, ``metrics.jsonl`` (one line per epoch), ``results.json``,
     ``figures/history.png``, ``checkpoints/`` and ``final/``. Rerunning on the same workdir
     resumes from the last checkpoint (same final metrics as an uninterrupted run) and
     returns a finished run's results at once.
+
+    ``should_stop`` is asked after every epoch (once its checkpoint is saved); when it
+    returns True the run ends with ``KeyboardInterrupt`` and no results, ready to resume
+    (scripts/train.py wires it to Ctrl-C).
 
     Returns:
       The results dict (also in ``results.json``).
@@ -168,6 +174,10 @@ def fit(config: TrainConfig, workdir: str, *, data: DeviceData | None = None,
         log.info("%s", _progress(history, config.epochs))
         if stopper is not None and stopper.stop_training:
             break
+        if should_stop is not None and should_stop() and epoch + 1 < config.epochs:
+            if ckpt is not None:
+                ckpt.close()
+            raise KeyboardInterrupt(f"{workdir}: interrupted after epoch {epoch + 1}")
     if ckpt is not None:
         ckpt.close()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from cnn_jax import io, plotting
@@ -40,7 +40,8 @@ def member_dir(workdir: str, name: str, value: Any) -> str:
     return os.path.join(workdir, f"{name}_{value}")
 
 
-def run_sweep(config: TrainConfig, name: str, values: Sequence[Any], workdir: str):
+def run_sweep(config: TrainConfig, name: str, values: Sequence[Any], workdir: str, *,
+              should_stop: Callable[[], bool] | None = None):
     """Runs ``config`` with ``name`` set to each value (finished members are skipped).
 
     The data is loaded and placed on the device once for all members. After every member
@@ -57,7 +58,7 @@ def run_sweep(config: TrainConfig, name: str, values: Sequence[Any], workdir: st
     for value in values:
         log.info("sweep %s=%s", name, value)
         results = fit(config.replace(**{name: value}), member_dir(workdir, name, value),
-                      data=data, mesh=mesh)
+                      data=data, mesh=mesh, should_stop=should_stop)
         rows.append({name: value, **results})
         write_summary(rows, name, workdir)
     return rows
