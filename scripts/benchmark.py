@@ -22,7 +22,8 @@ import sys
 import tempfile
 import time
 
-from absl import app, flags
+from _cli import run, usage_error
+from absl import flags
 
 FRAMEWORKS = ("ours", "keras", "torch")
 MODELS = ("mlp", "cnn")
@@ -50,16 +51,6 @@ flags.DEFINE_string("worker", None, "Internal: run one framework's block and wri
 flags.DEFINE_string("worker_out", None, "Internal: where a worker writes its records.")
 
 
-def usage_error(message: str) -> None:
-    print(f"benchmark.py: error: {message}", file=sys.stderr)
-    sys.exit(2)
-
-
-def parse_flags(argv):
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        usage_error(str(e))
 
 
 def check_flags() -> list[int]:
@@ -453,4 +444,4 @@ def make_report(blocks: dict[str, dict], rates: dict[str, float], sweep) -> dict
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    run(main)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags
+from _cli import run, usage_error
+from absl import flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Output folder for the table, CSV and figures.")
@@ -28,10 +29,6 @@ flags.DEFINE_list("zooms", None, "Zoom factors.")
 flags.DEFINE_string("conv_impl", "auto", "ops.conv2d implementation: auto, xla or matmul.")
 flags.DEFINE_boolean("figures", True, "Draw the figures.")
 
-
-def usage_error(message: str) -> None:
-    print(f"equivariance.py: error: {message}", file=sys.stderr)
-    sys.exit(2)
 
 
 def magnitudes_from_flags(defaults):
@@ -79,4 +76,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run(main)

@@ -12,7 +12,8 @@ import signal
 import sys
 import threading
 
-from absl import app, flags
+from _cli import run, usage_error
+from absl import flags
 from absl import logging as absl_logging
 
 FLAGS = flags.FLAGS
@@ -88,10 +89,6 @@ def config_from_flags():
         standardize=FLAGS.standardize)
 
 
-def usage_error(message: str) -> None:
-    print(f"train.py: error: {message}", file=sys.stderr)
-    sys.exit(2)
-
 
 def graceful_interrupt() -> threading.Event:
     """First Ctrl-C: finish the epoch, checkpoint, stop. A second one stops at once."""
@@ -112,12 +109,6 @@ def interrupted(error: BaseException) -> int:
     print(f"{error or 'interrupted'}; rerun the same command to resume", file=sys.stderr)
     return 130
 
-
-def parse_flags(argv):
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        usage_error(str(e))
 
 
 def main(argv):
@@ -175,4 +166,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    run(main)

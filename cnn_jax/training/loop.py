@@ -167,7 +167,8 @@ def fit(config: TrainConfig, workdir: str, *, data: DeviceData | None = None,
             best_params = jax.tree.map(jnp.copy, state.params)
         last = epoch + 1 == config.epochs or (stopper is not None and stopper.stop_training)
         if ckpt is not None and ((epoch + 1) % config.checkpoint_every == 0 or last):
-            ckpt.save(epoch, {"state": state, "best": best_params or state.params},
+            ckpt.save(epoch, {"state": state,
+                             "best": state.params if best_params is None else best_params},
                       {"epoch": epoch, "history": history,
                        "early_stopping": stopper.state_dict() if stopper else None})
         io.write_jsonl(os.path.join(workdir, "metrics.jsonl"), history)
