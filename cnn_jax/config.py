@@ -8,6 +8,9 @@ from typing import Any
 
 MODES = ("auto", "min", "max")
 VALIDATIONS = ("test", "holdout")
+# Names of ``cnn_jax.training.steps.LOSSES``: the log-softmax cross-entropy (default) and
+# Keras's clipped-probability one (``cnn_jax.training.keras``).
+LOSSES = ("cross_entropy", "keras_categorical_crossentropy")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,8 +42,11 @@ class TrainConfig:
       validation: "test" (validate on the test split, as the lecture does) or "holdout"
         (a seeded ``validation_fraction`` carve-out of train).
       batch_size, epochs: as in Keras ``fit``; ``drop_remainder`` drops the last partial batch.
-      optimizer: optax optimizer name; ``learning_rate`` and ``optimizer_kwargs`` its arguments
-        (adam gets Keras's defaults b1=0.9, b2=0.999, eps=1e-7).
+      optimizer: optax optimizer name or ``keras_adam`` (Keras's exact Adam);
+        ``learning_rate`` and ``optimizer_kwargs`` its arguments (adam gets Keras's defaults
+        b1=0.9, b2=0.999, eps=1e-7).
+      loss: "cross_entropy" (log-softmax) or "keras_categorical_crossentropy" (Keras's, which
+        clips probabilities; see ``cnn_jax.training.keras``).
       early_stopping: Keras EarlyStopping settings, or None to train all ``epochs``.
       seed: the one seed of initialisation, shuffling and holdout split.
       num_devices: devices to shard the batch over (0: all local devices).
@@ -60,6 +66,7 @@ class TrainConfig:
     optimizer: str = "adam"
     learning_rate: float = 1e-3
     optimizer_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    loss: str = "cross_entropy"
     early_stopping: EarlyStoppingConfig | None = None
     seed: int = 0
     num_devices: int = 0
@@ -74,6 +81,7 @@ class TrainConfig:
                f"one of {VALIDATIONS}")
         _check(0 < self.validation_fraction < 1, "validation_fraction",
                self.validation_fraction, "in (0, 1)")
+        _check(self.loss in LOSSES, "loss", self.loss, f"one of {LOSSES}")
         _check(self.num_devices >= 0, "num_devices", self.num_devices, ">= 0")
         _check(self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every, ">= 0")
 

@@ -29,7 +29,11 @@ flags.DEFINE_float("validation_fraction", 0.1, "Holdout fraction of train.")
 flags.DEFINE_integer("batch_size", 256, "Batch size.")
 flags.DEFINE_integer("epochs", 100, "Maximum number of epochs.")
 flags.DEFINE_boolean("drop_remainder", False, "Drop the last partial batch (Keras keeps it).")
-flags.DEFINE_string("optimizer", "adam", "optax optimizer name.")
+flags.DEFINE_string("optimizer", "adam", "optax optimizer name, or keras_adam (Keras's exact "
+                    "Adam: epsilon before bias correction).")
+flags.DEFINE_string("loss", "cross_entropy", "cross_entropy (log-softmax) or "
+                    "keras_categorical_crossentropy (Keras's: clips probabilities to "
+                    "[1e-7, 1-1e-7]).")
 flags.DEFINE_float("learning_rate", 1e-3, "Learning rate.")
 flags.DEFINE_multi_string("optimizer_arg", [], "Optimizer argument as name=python_literal.")
 flags.DEFINE_boolean("early_stopping", False, "Use Keras-style early stopping.")
@@ -84,7 +88,8 @@ def config_from_flags():
         validation_fraction=FLAGS.validation_fraction, batch_size=FLAGS.batch_size,
         epochs=FLAGS.epochs, drop_remainder=FLAGS.drop_remainder, optimizer=FLAGS.optimizer,
         learning_rate=FLAGS.learning_rate,
-        optimizer_kwargs=_pairs(FLAGS.optimizer_arg, "optimizer_arg"), early_stopping=es,
+        optimizer_kwargs=_pairs(FLAGS.optimizer_arg, "optimizer_arg"), loss=FLAGS.loss,
+        early_stopping=es,
         seed=FLAGS.seed, num_devices=FLAGS.num_devices, checkpoint_every=FLAGS.checkpoint_every,
         standardize=FLAGS.standardize)
 

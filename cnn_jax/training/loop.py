@@ -137,11 +137,12 @@ def fit(config: TrainConfig, workdir: str, *, data: DeviceData | None = None,
     n_train = data.train_images.shape[0]
     norm = dict(mean=data.mean, std=data.std, mesh=mesh)
     run_epoch = jax.jit(functools.partial(
-        train_epoch, batch_size=config.batch_size, drop_remainder=config.drop_remainder, **norm),
+        train_epoch, batch_size=config.batch_size, drop_remainder=config.drop_remainder,
+        loss=config.loss, **norm),
         donate_argnums=0)
     run_eval = jax.jit(functools.partial(
         evaluate, apply_fn=state.apply_fn,
-        batch_size=eval_batch_size(config.batch_size, mesh), **norm))
+        batch_size=eval_batch_size(config.batch_size, mesh), loss=config.loss, **norm))
     status, message = "completed", ""
     t_run = time.perf_counter()
     stopped = stopper is not None and stopper.stop_training

@@ -19,6 +19,7 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from cnn_jax.data.pipeline import epoch_batches, normalize
+from cnn_jax.training import keras
 
 
 class TrainState(train_state.TrainState):
@@ -26,11 +27,14 @@ class TrainState(train_state.TrainState):
 
 
 def make_optimizer(name: str, learning_rate: float, **kwargs) -> optax.GradientTransformation:
-    """An optax optimizer by name. ``adam`` defaults to Keras's b1=0.9, b2=0.999, eps=1e-7.
+    """An optimizer by name: ``keras_adam`` (:func:`cnn_jax.training.keras.adam`) or optax's.
 
-    Keras adds epsilon to sqrt(v) before bias correction and optax after it; the two agree
-    after the first few hundred steps (Keras's effective epsilon is eps / sqrt(1 - b2**t)).
+    ``adam`` is ``optax.adam`` with Keras's default hyper-parameters b1=0.9, b2=0.999,
+    eps=1e-7; it adds epsilon after bias correction where Keras adds it before, so the two
+    differ in the first few thousand steps. ``keras_adam`` is Keras's update rule exactly.
     """
+    if name == "keras_adam":
+        return keras.adam(learning_rate, **kwargs)
     if name == "adam":
         kwargs = {"b1": 0.9, "b2": 0.999, "eps": 1e-7, **kwargs}
     factory = getattr(optax, name, None)
@@ -49,17 +53,43 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation, key: 
     return state.replace(step=jnp.zeros((), jnp.int32))
 
 
-def cross_entropy_loss(logits: jax.Array, labels: jax.Array, mask: jax.Array):
-    """Mean categorical cross-entropy and accuracy over the real (``mask``) examples.
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Log-softmax cross-entropy per example (``optax.softmax_cross_entropy``).
 
     Args:
-      logits: [B, K]; labels: int [B]; mask: bool [B].
+      logits: [B, K]; labels: int [B].
+
+    Returns:
+      [B] losses.
+    """
+    return optax.softmax_cross_entropy(logits, jax.nn.one_hot(labels, logits.shape[-1]))
+
+
+# Per-example losses by config name: logits [B, K], int labels [B] -> [B].
+LOSSES = {
+    "cross_entropy": cross_entropy,
+    "keras_categorical_crossentropy": keras.categorical_crossentropy,
+}
+
+
+def check_loss(name: str) -> None:
+    """Raises ValueError naming ``loss`` unless ``name`` is in ``LOSSES``."""
+    if name not in LOSSES:
+        raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {name!r}")
+
+
+def masked_loss(logits: jax.Array, labels: jax.Array, mask: jax.Array,
+                loss: str = "cross_entropy"):
+    """Mean loss ``LOSSES[loss]`` and accuracy over the real (``mask``) examples.
+
+    Args:
+      logits: [B, K]; labels: int [B]; mask: bool [B]; loss: a ``LOSSES`` name.
 
     Returns:
       ``(loss, {"loss_sum", "correct", "count"})`` with sums over the masked batch.
     """
-    onehot = jax.nn.one_hot(labels, logits.shape[-1])
-    per_example = optax.softmax_cross_entropy(logits, onehot)
+    check_loss(loss)
+    per_example = LOSSES[loss](logits, labels)
     weights = mask.astype(jnp.float32)
     count = weights.sum()
     loss = (per_example * weights).sum() / jnp.maximum(count, 1.0)
@@ -67,7 +97,8 @@ def cross_entropy_loss(logits: jax.Array, labels: jax.Array, mask: jax.Array):
     return loss, {"loss_sum": loss * count, "correct": correct, "count": count}
 
 
-def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array):
+def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array, *,
+               loss: str = "cross_entropy"):
     """One optimizer step on ``batch`` = {"image": [B,H,W,C] f32, "label": [B], "mask": [B]}.
 
     Returns ``(new_state, sums)`` where sums = {"loss_sum", "correct", "count"}.
@@ -76,16 +107,17 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array):
     def loss_fn(params):
         logits, _ = state.apply_fn({"params": params}, batch["image"], train=True,
                                    rngs={"dropout": key})
-        return cross_entropy_loss(logits, batch["label"], batch["mask"])
+        return masked_loss(logits, batch["label"], batch["mask"], loss)
 
     (_, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     return state.apply_gradients(grads=grads), sums
 
 
-def eval_step(params: Any, apply_fn, batch: dict[str, jax.Array]):
+def eval_step(params: Any, apply_fn, batch: dict[str, jax.Array], *,
+              loss: str = "cross_entropy"):
     """Loss/accuracy sums of ``params`` on one masked batch (no parameter update)."""
     logits, _ = apply_fn({"params": params}, batch["image"], train=False)
-    return cross_entropy_loss(logits, batch["label"], batch["mask"])[1]
+    return masked_loss(logits, batch["label"], batch["mask"], loss)[1]
 
 
 def _batch(images, labels, idx, mask, mean, std, mesh):
@@ -104,7 +136,7 @@ def _summarize(sums):
 
 def train_epoch(state: TrainState, images: jax.Array, labels: jax.Array, key: jax.Array, *,
                 batch_size: int, drop_remainder: bool = False, mean=None, std=None,
-                mesh: Mesh | None = None):
+                mesh: Mesh | None = None, loss: str = "cross_entropy"):
     """One epoch over on-device uint8 ``images`` [N,H,W,C] and ``labels`` [N].
 
     Returns ``(state, {"loss", "accuracy"})``: the example-weighted means over the epoch's
@@ -117,20 +149,22 @@ def train_epoch(state: TrainState, images: jax.Array, labels: jax.Array, key: ja
 
     def body(state, xs):
         i, m, k = xs
-        return train_step(state, _batch(images, labels, i, m, mean, std, mesh), k)
+        return train_step(state, _batch(images, labels, i, m, mean, std, mesh), k, loss=loss)
 
     state, sums = lax.scan(body, state, (idx, mask, keys))
     return state, _summarize(sums)
 
 
 def evaluate(params: Any, images: jax.Array, labels: jax.Array, *, apply_fn,
-             batch_size: int = 1000, mean=None, std=None, mesh: Mesh | None = None):
+             batch_size: int = 1000, mean=None, std=None, mesh: Mesh | None = None,
+             loss: str = "cross_entropy"):
     """Loss and accuracy of ``params`` on all of ``images``/``labels``, in one program."""
     idx, mask = epoch_batches(None, images.shape[0], batch_size)
 
     def body(carry, xs):
         i, m = xs
-        return carry, eval_step(params, apply_fn, _batch(images, labels, i, m, mean, std, mesh))
+        batch = _batch(images, labels, i, m, mean, std, mesh)
+        return carry, eval_step(params, apply_fn, batch, loss=loss)
 
     _, sums = lax.scan(body, None, (idx, mask))
     return _summarize(sums)
