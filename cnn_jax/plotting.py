@@ -10,7 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-__all__ = ["plot_history", "plot_sweep", "save_figure"]
+__all__ = ["plot_history", "plot_sweep", "plot_sweep_aggregate", "save_figure"]
 
 
 def save_figure(fig, path: str) -> None:
@@ -18,7 +18,7 @@ def save_figure(fig, path: str) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     root, ext = os.path.splitext(path)
     tmp = f"{root}.tmp{ext}"
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    fig.savefig(tmp, dpi=150, bbox_inches="tight")
     plt.close(fig)
     os.replace(tmp, path)
 
@@ -48,4 +48,49 @@ def plot_sweep(rows: Sequence[Mapping[str, float]], param: str, path: str) -> No
         ax.set_ylabel(name)
         ax.legend()
         ax.grid(alpha=0.3)
+    save_figure(fig, path)
+
+
+_STYLES = [dict(color=c, marker=m, linestyle=ls) for c, m, ls in zip(
+    ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"),
+    ("o", "s", "^", "D", "v", "P"), ("-", "--", "-.", ":", "-", "--"))]
+
+
+def plot_sweep_aggregate(rows: Sequence[Mapping], param: str, path: str, *,
+                         series: Sequence[str] = (), title: str | None = None) -> None:
+    """Mean +- sample sd over seeds of the final metrics against ``param``, one panel each.
+
+    Args:
+      rows: ``training.sweep.aggregate`` rows (``M_mean``, ``M_sd``, ``n`` per grid point).
+      param: the x axis (integer ticks when its values are integers).
+      series: other swept names; one line per combination of their values (at most 6).
+      title: the figure's claim; by default it names what is plotted and n.
+    """
+    groups: dict[tuple, list[Mapping]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in series), []).append(r)
+    if len(groups) > len(_STYLES):
+        raise ValueError(f"plot_sweep_aggregate draws at most {len(_STYLES)} series per panel, "
+                         f"got {len(groups)} combinations of {list(series)}")
+    ns = sorted({int(r["n"]) for r in rows})
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.5), sharex=True)
+    panels = (("train_loss", "train loss"), ("valid_loss", "valid loss"),
+              ("train_accuracy", "train accuracy"), ("valid_accuracy", "valid accuracy"))
+    for ax, (metric, label) in zip(axes.flat, panels):
+        for style, (key, group) in zip(_STYLES, groups.items()):
+            xs = [r[param] for r in group]
+            ax.errorbar(xs, [r[f"{metric}_mean"] for r in group],
+                        yerr=[0.0 if r[f"{metric}_sd"] != r[f"{metric}_sd"] else r[f"{metric}_sd"]
+                              for r in group], capsize=2, markersize=4, **style,
+                        label=", ".join(f"{k}={v}" for k, v in zip(series, key)) or None)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        if all(isinstance(r[param], int) for r in rows):
+            ax.xaxis.get_major_locator().set_params(integer=True)
+        if series:
+            ax.legend(fontsize=8)
+    for ax in axes[1]:
+        ax.set_xlabel(param)
+    n_text = "n = " + "/".join(map(str, ns)) + " seeds"
+    fig.suptitle(title or f"Final loss and accuracy against {param} (mean +- sd, {n_text})")
     save_figure(fig, path)

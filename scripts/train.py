@@ -17,6 +17,13 @@ from absl import flags
 from absl import logging as absl_logging
 
 FLAGS = flags.FLAGS
+
+
+def sweep_syntax() -> str:
+    from cnn_jax.training.sweep import SYNTAX
+
+    return SYNTAX
+
 flags.DEFINE_string("workdir", None, "Folder for config.json, metrics, results, checkpoints.")
 flags.DEFINE_string("model", "cnn", "Model name (see cnn_jax.models.names()).")
 flags.DEFINE_multi_string("model_arg", [], "Model hyper-parameter as name=python_literal; "
@@ -50,8 +57,8 @@ flags.DEFINE_integer("checkpoint_every", 1, "Checkpoint every N epochs (0: never
 flags.DEFINE_boolean("standardize", False, "Standardise inputs per channel.")
 flags.DEFINE_string("platform", None, "cpu, gpu or tpu (default: what JAX finds).")
 flags.DEFINE_boolean("distributed", False, "Call jax.distributed.initialize() (multi-host).")
-flags.DEFINE_string("sweep", None, "Sweep one hyper-parameter: name=start:stop[:step] or "
-                    "name=v1,v2 (a config field or a model argument).")
+flags.DEFINE_multi_string("sweep", [], "Sweep a config field or model argument; repeat for a "
+                          "grid. Forms:\n" + sweep_syntax())
 
 
 def _literal(text: str):
@@ -140,9 +147,15 @@ def main(argv):
         config = config_from_flags()
         if config.model not in models.names():
             raise ValueError(f"--model must be one of {models.names()}, got {config.model!r}")
-        member = sweep.parse_sweep(FLAGS.sweep) if FLAGS.sweep else None
     except ValueError as e:
         usage_error(str(e))
+    axes = []
+    for spec in FLAGS.sweep:
+        try:
+            axes.append(sweep.parse_sweep(spec))
+            sweep.check_axes(config, axes)
+        except ValueError as e:
+            usage_error(f"--sweep={spec}: {e}")
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     root = logging.getLogger("cnn_jax")
@@ -151,7 +164,7 @@ def main(argv):
     root.propagate = False
     root.info("devices: %s", jax.devices())
     stop = graceful_interrupt()
-    if member is None:
+    if not axes:
         try:
             results = training.fit(config, FLAGS.workdir, should_stop=stop.is_set)
         except KeyboardInterrupt as e:
@@ -160,9 +173,8 @@ def main(argv):
               f"train_acc {results['train_accuracy']:.4f}  valid_loss {results['valid_loss']:.4f}"
               f"  valid_acc {results['valid_accuracy']:.4f}  ({results['wall_time']:.1f} s)")
         return 1 if results["status"] == "non_finite_loss" else 0
-    name, values = member
     try:
-        sweep.run_sweep(config, name, values, FLAGS.workdir, should_stop=stop.is_set)
+        sweep.run_sweep(config, axes, FLAGS.workdir, should_stop=stop.is_set)
     except KeyboardInterrupt as e:
         return interrupted(e)
     with open(f"{FLAGS.workdir}/summary.md") as f:

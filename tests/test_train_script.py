@@ -56,7 +56,9 @@ def test_flagfile_sweep_skips_finished_members(tmp_path):
 @pytest.mark.parametrize(
     "flag, needle",
     [("--batch_size=abc", "--batch_size"), ("--validation=foo", "validation"),
-     ("--model=nope", "--model must be one of"), ("--sweep=num_layers", "sweep must look like"),
+     ("--model=nope", "--model must be one of"),
+     ("--sweep=num_layers", "--sweep=num_layers: expected NAME=VALUES"),
+     ("--sweep=widht=1,2", "--sweep=widht=1,2: 'widht' is neither"),
      ("--model_arg=features", "--model_arg must be name=value"), ("--platform=fpga", "--platform"),
      ("--es_mode=up", "early_stopping.mode")],
 )
