@@ -34,6 +34,7 @@ __all__ = [
     "IDX_DATASETS",
     "SYSTEM_IDX_DIRS",
     "DatasetNotFound",
+    "check_name",
     "holdout_mask",
     "load",
     "load_splits",
@@ -96,7 +97,7 @@ def load(name: str, split: str, *, data_dir: str | None = None, download: bool =
     if name in SYNTHETIC:
         ds = load_synthetic(name, base)
     else:
-        _check_tfds_name(name)
+        check_name(name)
         ds = _resolve(name, base, data_dir, download)
     if part == slice(None):
         return ds
@@ -172,15 +173,20 @@ def holdout_mask(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- resolution
 
 
-def _check_tfds_name(name: str) -> None:
-    if name in IDX_DATASETS:
+def check_name(name: str) -> None:
+    """Raises ``ValueError`` unless ``name`` is a synthetic, IDX or registered TFDS dataset.
+
+    Needs no data: a script calls it before loading anything.
+    """
+    if name in IDX_DATASETS or name in SYNTHETIC:
         return
     import tensorflow_datasets as tfds
 
     builder = name.split("/")[0].split(":")[0]  # "emnist/letters:3.1.0" -> "emnist"
     if builder not in tfds.core.registered.list_imported_builders():
-        known = sorted(SYNTHETIC) + sorted(IDX_DATASETS) + ["cifar10", "<any TFDS image set>"]
-        raise ValueError(f"name must be one of {known}, got {name!r}")
+        known = sorted(SYNTHETIC) + sorted(IDX_DATASETS) + ["cifar10"]
+        raise ValueError(f"unknown dataset name {name!r}; expected one of {', '.join(known)} "
+                         "or another TFDS image classification name")
 
 
 def tfds_root(data_dir: str | None) -> str:
