@@ -147,18 +147,18 @@ def check_magnitudes(kind: str, values: Sequence) -> tuple[float, ...]:
     """
     if kind not in equivariance.KINDS:
         raise ValueError(f"kind must be one of {equivariance.KINDS}, got {kind!r}")
+    allowed = {"shift": "finite shifts in pixels", "rotate": "finite angles in degrees",
+               "scale": "zoom factors > 0"}[kind]
     if len(values) == 0:
-        raise ValueError(f"no {kind} magnitudes; expected at least one")
+        raise ValueError(f"empty; expected one or more {allowed}")
     out = []
     for v in values:
         try:
             m = float(v)
         except (TypeError, ValueError):
-            raise ValueError(f"{v!r} is not a number") from None
-        if not np.isfinite(m):
-            raise ValueError(f"{v!r} is not finite")
-        if kind == "scale" and m <= 0:
-            raise ValueError(f"zoom factor {v!r} must be > 0")
+            raise ValueError(f"{v!r} is not a number; expected {allowed}") from None
+        if not np.isfinite(m) or (kind == "scale" and m <= 0):
+            raise ValueError(f"{v!r} is not allowed; expected {allowed}")
         out.append(m)
     return tuple(out)
 

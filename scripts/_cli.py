@@ -127,11 +127,11 @@ def check_list(name: str, values: Sequence[str] | None, item: Callable[[str], An
     values = list(values or [])
     if not values and not allow_empty:
         bad_flag(name, values, "empty; expected a comma-separated list")
+    if any(not v.strip() for v in values):
+        bad_flag(name, values, "has an empty item; expected a comma-separated list")
     out = []
     for v in values:
         try:
-            if not v.strip():
-                raise ValueError("empty")
             out.append(item(v))
         except ValueError as e:
             bad_flag(name, values, f"item {v!r} is {_one_line(str(e))}")
