@@ -199,12 +199,15 @@ def _resolve(name: str, split: str, data_dir: str | None, download: bool) -> Dat
     root = tfds_root(data_dir)
     tried = []
 
-    if _find_prepared(root, name):
+    prepared = _find_prepared(root, name)
+    if prepared:
         try:
             return _from_tfds(name, split, root, download=False)
         except Exception as e:  # a copy TFDS cannot read: report it and go on
-            tried.append(f"TFDS-prepared copy under {os.path.join(root, name)}: failed with "
-                         f"{type(e).__name__}: {e}")
+            copies = ", ".join(sorted(os.path.dirname(p) for p in prepared))
+            tried.append(f"TFDS-prepared copy under {os.path.join(root, name)} ({copies}): "
+                         f"failed with {type(e).__name__}: {' '.join(str(e).split())[:400]}; "
+                         "it is corrupt or incomplete: delete it to prepare it again")
             logging.warning("%s", tried[-1])
     else:
         tried.append(f"TFDS-prepared copy: none under {os.path.join(root, name)} "
@@ -292,7 +295,8 @@ def _from_tfds(name: str, split: str, root: str, *, download: bool) -> Dataset:
             and len(source) == source.dataset_info.splits[split].num_examples):
         path = os.path.join(copy, f"cnn_jax-{split}.npz")
         stamp = cache.fingerprint(info_json, split)
-        arrays = cache.read(path, stamp)
+        arrays = cache.read(path, stamp, num_examples=len(source), image_shape=shape,
+                            num_classes=info.num_classes)
     else:
         path = stamp = arrays = None
     if arrays is None:
