@@ -26,14 +26,15 @@ __all__ = ["CheckpointError", "Checkpointer", "load_final_params", "restore_para
 
 # what every complete epoch folder holds (orbax's Composite of "state" and "meta")
 _EPOCH_FILES = (os.path.join("state", "_METADATA"), os.path.join("meta", "metadata"))
-_MISMATCH = ("tree structures do not match", "is not compatible with the stored shape")
+_MISMATCH = ("tree structures do not match", "Structure mismatch",
+             "is not compatible with the stored shape")
 
 
 class CheckpointError(ValueError):
     """A checkpoint folder that is missing, incomplete, corrupt or from another configuration."""
 
 
-def _one_line(error: BaseException) -> str:
+def _one_line(error: Any) -> str:
     text = " ".join(str(error).strip().strip("'\"").split())
     return (text or type(error).__name__)[:300]
 
@@ -97,6 +98,13 @@ class Checkpointer:
             raise CheckpointError(f"{folder}: cannot read the checkpoint (missing or corrupt "
                                   f"files: {type(e).__name__}: {_one_line(e)}); delete the "
                                   "folder to resume from the checkpoint before it") from e
+        got = jax.tree.map(lambda a: (tuple(a.shape), str(a.dtype)), out["state"])
+        want = jax.tree.map(lambda a: (tuple(a.shape), str(a.dtype)), abstract)
+        if got != want:  # orbax restores some targets (NumPy leaves) at the stored shape
+            raise CheckpointError(f"{folder}: the checkpoint does not fit this run's state "
+                                  "(another model, optimizer or configuration wrote it): "
+                                  f"shapes {_one_line(got)} != {_one_line(want)}; use a new "
+                                  "workdir")
         return out["state"], out["meta"]
 
     def close(self) -> None:
