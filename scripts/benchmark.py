@@ -306,6 +306,17 @@ def run_torch(work_list: list[dict]) -> list[dict]:
 RUNNERS = {"ours": run_ours, "keras": run_keras, "torch": run_torch}
 
 
+class WorkerFailed(RuntimeError):
+    """A framework's subprocess exited with an error (it printed its own message)."""
+
+
+def data_errors() -> tuple[type[Exception], ...]:
+    """Exceptions that mean missing or corrupt data (shown as a message, not a traceback)."""
+    from cnn_jax import data
+
+    return (data.DatasetNotFound, data.IdxError)
+
+
 # ------------------------------------------------------------------------ orchestration
 
 
@@ -338,7 +349,7 @@ def run_framework(framework: str, work_list: list[dict]) -> dict:
             env = {**os.environ, "KERAS_BACKEND": "jax"}
             proc = subprocess.run(_worker_argv(framework, out_path), env=env)
             if proc.returncode != 0:
-                raise RuntimeError(f"the {framework} worker failed (exit {proc.returncode}); "
+                raise WorkerFailed(f"the {framework} worker failed (exit {proc.returncode}); "
                                    "its output is above")
             with open(out_path) as f:
                 result = json.load(f)
@@ -376,7 +387,10 @@ def main(argv):
     if FLAGS.worker is not None:
         from cnn_jax import benchmarking
 
-        records = RUNNERS[FLAGS.worker](work_list)
+        try:
+            records = RUNNERS[FLAGS.worker](work_list)
+        except (data_errors()) as e:  # missing or corrupt data: the message, no traceback
+            _cli.fail(str(e))
         from cnn_jax import io
 
         io.write_json(FLAGS.worker_out, {"records": records,
@@ -387,7 +401,7 @@ def main(argv):
 
     frameworks = [fw for fw in FRAMEWORKS if fw in FLAGS.frameworks]
     rates = {}
-    if "ours" in frameworks:
+    if "ours" in frameworks:  # best of repeats; bench_ours probes again after every epoch
         rates = {"2048^3": benchmarking.matmul_rate(),
                  "256x512x512 (MLP layer)": benchmarking.matmul_rate(256, 512, 512,
                                                                      repeats=50)}
@@ -395,7 +409,10 @@ def main(argv):
     blocks = {}
     for fw in frameworks:
         print(f"[{fw}] {len(work_list)} model(s), {FLAGS.epochs} epochs each", flush=True)
-        blocks[fw] = run_framework(fw, work_list)
+        try:
+            blocks[fw] = run_framework(fw, work_list)
+        except (WorkerFailed, *data_errors()) as e:
+            _cli.fail(str(e))
         # Rewritten after every block, so a long run leaves the finished blocks behind.
         report = make_report(blocks, rates, sweep)
         md_path, json_path = benchmarking.write_report(FLAGS.out, report)
