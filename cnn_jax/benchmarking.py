@@ -40,8 +40,10 @@ __all__ = [
     "fitted_epoch_time",
     "format_markdown",
     "machine_info",
+    "matmul_probe",
     "matmul_rate",
     "peak_rss_bytes",
+    "spread",
     "summarize",
     "sweep_lines",
     "sweep_report",
@@ -95,23 +97,46 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _median_time(fn: Callable[[], Any], repeats: int) -> float:
-    jax.block_until_ready(fn())  # compile and warm up
+def _times(fn: Callable[[], Any], repeats: int) -> list[float]:
+    """Seconds of ``repeats`` calls of ``fn`` (after one untimed call that compiles)."""
+    jax.block_until_ready(fn())
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         jax.block_until_ready(fn())
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return times
 
 
-def matmul_rate(m: int = 2048, k: int = 2048, n: int = 2048, *, repeats: int = 10) -> float:
-    """float32 FLOP/s of one jitted ``[m, k] @ [k, n]`` (``2 m k n`` FLOPs), median of repeats."""
+def matmul_probe(m: int = 2048, k: int = 2048, n: int = 2048) -> Callable[[int], list[float]]:
+    """A probe of the float32 rate of one jitted ``[m, k] @ [k, n]`` (``2 m k n`` FLOPs).
+
+    Returns:
+      ``probe(repeats)`` -> FLOP/s of each of ``repeats`` timed products (compiled once, on
+      the first call). Call it between other work to see the machine's rate as it drifts.
+    """
     ka, kb = jax.random.split(jax.random.key(0))
     a = jax.random.normal(ka, (m, k), jnp.float32)
     b = jax.random.normal(kb, (k, n), jnp.float32)
     dot = jax.jit(jnp.dot)
-    return 2.0 * m * k * n / _median_time(lambda: dot(a, b), repeats)
+    return lambda repeats: [2.0 * m * k * n / t for t in _times(lambda: dot(a, b), repeats)]
+
+
+def matmul_rate(m: int = 2048, k: int = 2048, n: int = 2048, *,
+                repeats: int = 10) -> dict[str, float]:
+    """float32 FLOP/s of a jitted ``[m, k] @ [k, n]``: best, median and worst of ``repeats``.
+
+    The best is the machine's rate (other processes only slow a product down); the worst
+    shows how much the load moved it.
+    """
+    rates = matmul_probe(m, k, n)(repeats)
+    return {"best": max(rates), "median": statistics.median(rates), "worst": min(rates),
+            "n": len(rates)}
+
+
+def spread(values: Sequence[float]) -> float:
+    """(max - min) / median of ``values`` (0 for fewer than two)."""
+    return (max(values) - min(values)) / statistics.median(values) if len(values) > 1 else 0.0
 
 
 # ------------------------------------------------------------------------------ FLOPs
@@ -163,12 +188,16 @@ def count_matmul_flops(fn: Callable, *args, **kwargs) -> int:
 
 
 def bench_ours(model, data, *, label: str, epochs: int, batch_size: int, seed: int = 0,
-               mesh: Mesh | None = None) -> dict[str, Any]:
+               mesh: Mesh | None = None, probe_repeats: int = 3) -> dict[str, Any]:
     """Times ``epochs`` epochs of training + validation of ``model`` the way ``fit`` runs them.
 
     The real ``train_epoch`` and ``evaluate`` are jitted as in ``training.fit`` (the epoch
     is one program; the state is donated; the metrics are fetched after each epoch, which
-    waits for it). No checkpoints or metric files are written.
+    waits for it). Their compilation is timed directly (``jit(f).lower(...).compile()``,
+    once: a repeat would hit JAX's in-memory cache), so the epochs run compiled programs.
+    After each epoch the 2048^3 matmul rate is probed (best of ``probe_repeats``), so the
+    fraction of it that the model reaches compares numbers taken under the same load. No
+    checkpoints or metric files are written.
 
     Args:
       model: a Flax module from ``models.get``.
@@ -178,10 +207,13 @@ def bench_ours(model, data, *, label: str, epochs: int, batch_size: int, seed: i
       batch_size: training batch size.
       seed: initialisation and shuffling seed.
       mesh: the device mesh ``data`` lives on (default: all local devices).
+      probe_repeats: matmul products per probe (the probe keeps the fastest).
 
     Returns:
-      A record (module docstring) plus ``flops_per_step`` (``count_matmul_flops`` of one
-      ``train_step``), ``steps_per_epoch`` and the final ``accuracy``/``val_accuracy``.
+      A record (module docstring) plus ``compile_times`` (``[seconds]`` of lowering +
+      compiling both programs), ``flops_per_step`` (``count_matmul_flops`` of one ``train_step``),
+      ``steps_per_epoch``, ``matmul_rates`` (FLOP/s, one probe per epoch), ``matmul_rate``
+      (their best) and the final ``accuracy``/``val_accuracy``.
     """
     from cnn_jax.training import loop, steps
 
@@ -192,19 +224,28 @@ def bench_ours(model, data, *, label: str, epochs: int, batch_size: int, seed: i
     state = jax.device_put(state, NamedSharding(mesh, PartitionSpec()))
     n_train, n_valid = data.train_images.shape[0], data.valid_images.shape[0]
     norm = dict(mean=data.mean, std=data.std, mesh=mesh)
-    run_epoch = jax.jit(functools.partial(steps.train_epoch, batch_size=batch_size, **norm),
-                        donate_argnums=0)
+    epoch_fn = jax.jit(functools.partial(steps.train_epoch, batch_size=batch_size, **norm),
+                       donate_argnums=0)
     eval_batch = loop.eval_batch_size(batch_size, mesh)  # as fit chooses it
-    run_eval = jax.jit(functools.partial(steps.evaluate, apply_fn=state.apply_fn,
-                                         batch_size=eval_batch, **norm))
+    eval_fn = jax.jit(functools.partial(steps.evaluate, apply_fn=state.apply_fn,
+                                        batch_size=eval_batch, **norm))
+    epoch_args = (state, data.train_images, data.train_labels, root)
+    eval_args = (state.params, data.valid_images, data.valid_labels)
+    # Lowering + XLA compilation of both programs, timed directly. Once: JAX keeps the
+    # executable in memory, so a second compile of the same program takes microseconds.
+    t0 = time.perf_counter()
+    run_epoch = epoch_fn.lower(*epoch_args).compile()
+    run_eval = eval_fn.lower(*eval_args).compile()
+    compile_times = [time.perf_counter() - t0]
 
     batch = {"image": jnp.zeros((batch_size, *data.train_images.shape[1:]), jnp.float32),
              "label": jnp.zeros((batch_size,), jnp.int32),
              "mask": jnp.ones((batch_size,), bool)}
     flops = count_matmul_flops(steps.train_step, state, batch, init_key)
-    # The machine's rate right before this model's epochs: on a shared machine the load
-    # drifts, and a rate taken minutes earlier would misstate the fraction reached.
-    rate = matmul_rate()
+    # The machine's rate, probed after every epoch (best of a few products each time): on a
+    # shared machine the load drifts, and one probe minutes earlier misstates the fraction.
+    probe = matmul_probe()
+    rates = []
 
     train_times, val_times = [], []
     for epoch in range(epochs):
@@ -216,12 +257,13 @@ def bench_ours(model, data, *, label: str, epochs: int, batch_size: int, seed: i
         val_m = jax.device_get(run_eval(state.params, data.valid_images, data.valid_labels))
         train_times.append(t1 - t0)
         val_times.append(time.perf_counter() - t1)
+        rates.append(max(probe(probe_repeats)))
     return {
         "framework": "ours", "label": label, "n_train": int(n_train), "n_valid": int(n_valid),
         "batch_size": batch_size, "eval_batch_size": eval_batch,
-        "train_times": train_times, "val_times": val_times,
+        "train_times": train_times, "val_times": val_times, "compile_times": compile_times,
         "flops_per_step": flops, "steps_per_epoch": math.ceil(n_train / batch_size),
-        "matmul_rate": rate,
+        "matmul_rates": rates, "matmul_rate": max(rates),
         "accuracy": float(train_m["accuracy"]), "val_accuracy": float(val_m["accuracy"]),
     }
 
@@ -234,9 +276,13 @@ def summarize(record: dict[str, Any]) -> dict[str, Any]:
 
     Returns:
       ``train_s``, ``val_s``, ``epoch_s`` (train + validation), ``samples_per_s``,
-      ``spread`` ((max - min) / median of the steady training times), ``compile_s``
-      (first training + validation time minus the steady one) and, where the record has
-      ``flops_per_step``, ``flops_per_s`` (achieved on the training epoch).
+      ``spread`` and ``val_spread`` ((max - min) / median of the steady training and
+      validation times), ``first_epoch_excess_s`` (first epoch minus a steady one, floored
+      at 0) and ``noise_s`` (the steady epochs' max - min, the scale below which that
+      excess means nothing); with ``compile_times``: ``compile_s`` (the fastest); with
+      ``flops_per_step``: ``flops_per_s`` (median epoch) and
+      ``best_flops_per_s`` (fastest epoch); with ``matmul_rates``: ``matmul_rate`` (best
+      probe), ``matmul_spread`` and ``fraction_of_matmul`` (fastest epoch / best probe).
 
     Raises:
       ValueError: fewer than two epochs in the record.
@@ -251,11 +297,25 @@ def summarize(record: dict[str, Any]) -> dict[str, Any]:
         "val_s": val_s,
         "epoch_s": train_s + val_s,
         "samples_per_s": record["n_train"] / train_s,
-        "spread": (max(train[1:]) - min(train[1:])) / train_s,
-        "compile_s": train[0] + val[0] - train_s - val_s,
+        "spread": spread(train[1:]),
+        "val_spread": spread(val[1:]),
+        # what the first epoch took beyond a steady one; within the steady epochs' spread
+        # it is noise, so it is floored at 0 (never a negative "compile time")
+        "first_epoch_excess_s": max(0.0, train[0] + val[0] - train_s - val_s),
+        "noise_s": (max(train[1:]) - min(train[1:])) + (max(val[1:]) - min(val[1:])),
     }
+    if record.get("compile_times"):
+        out["compile_s"] = min(record["compile_times"])
     if record.get("flops_per_step"):
-        out["flops_per_s"] = record["flops_per_step"] * record["steps_per_epoch"] / train_s
+        per_epoch = record["flops_per_step"] * record["steps_per_epoch"]
+        out["flops_per_s"] = per_epoch / train_s
+        out["best_flops_per_s"] = per_epoch / min(train[1:])
+    if record.get("matmul_rates"):
+        rates = record["matmul_rates"]
+        out["matmul_rate"] = max(rates)
+        out["matmul_spread"] = spread(rates)
+        if "best_flops_per_s" in out:  # best epoch against best probe: like with like
+            out["fraction_of_matmul"] = out["best_flops_per_s"] / max(rates)
     return out
 
 
@@ -326,7 +386,29 @@ def _cell(summary: dict | None) -> str:
     if summary is None:
         return "–"
     return (f"{summary['train_s']:.3f} (±{100 * summary['spread']:.0f}%) / "
-            f"{summary['val_s']:.3f} / {summary['samples_per_s'] / 1000:.1f}k")
+            f"{summary['val_s']:.3f} (±{100 * summary['val_spread']:.0f}%) / "
+            f"{summary['samples_per_s'] / 1000:.1f}k")
+
+
+def _excess_cell(summary: dict | None) -> str:
+    if summary is None:
+        return "–"
+    return f"{summary['first_epoch_excess_s']:.2f} (noise {summary['noise_s']:.2f})"
+
+
+def _ours_cells(summary: dict, record: dict) -> list[str]:
+    """Compile, GFLOP/step, GFLOP/s, matmul GFLOP/s and % cells of our row."""
+    compile_cell = ("–" if "compile_s" not in summary else
+                    f"{summary['compile_s']:.2f} (n={len(record['compile_times'])})")
+    fps, best = summary.get("flops_per_s", 0.0), summary.get("best_flops_per_s", 0.0)
+    if "matmul_rate" in summary:
+        rate = (f"{summary['matmul_rate'] / 1e9:.0f} "
+                f"(±{100 * summary['matmul_spread']:.0f}%, n={len(record['matmul_rates'])})")
+        frac = f"{100 * summary['fraction_of_matmul']:.0f}"
+    else:
+        rate = frac = "–"
+    return [compile_cell, f"{record['flops_per_step'] / 1e9:.3f}",
+            f"{fps / 1e9:.0f} ({best / 1e9:.0f})", rate, frac]
 
 
 def _ratio(a: float | None, b: float | None) -> str:
@@ -345,11 +427,12 @@ def format_markdown(report: dict[str, Any]) -> str:
         f"({len(m['jax_devices'])} device(s)).",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + ".",
         f"Run: {report['settings']}.",
-        "float32 matmul rate (jitted jnp.dot, median of repeats): "
-        + ", ".join(f"{k}: {v / 1e9:.0f} GFLOP/s" for k, v in report["matmul_rate"].items())
+        "float32 matmul rate (jitted jnp.dot; best of repeats, and the worst): "
+        + ", ".join(f"{k}: {v['best'] / 1e9:.0f} GFLOP/s (worst {v['worst'] / 1e9:.0f}, "
+                    f"n={v['n']})" for k, v in report["matmul_rate"].items())
         + ".",
         "",
-        "## Steady epoch: train s (± spread) / validation s / training samples per s",
+        "## Steady epoch: train s (± spread) / validation s (± spread) / training samples per s",
         "",
         "Medians over the epochs after the first (warm-up); spread = (max - min) / median.",
         "",
@@ -375,26 +458,28 @@ def format_markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
     if "ours" in fws:
         lines += ["", "## Ours: compilation and achieved FLOP/s", "",
-                  "Compile = first epoch (train + validation) minus the steady one. FLOPs: "
-                  "matrix products and convolutions of one train step, counted from its "
-                  "jaxpr (element-wise work excluded), times steps per epoch, over the "
-                  "steady training time. The matmul rate is probed again right before each "
-                  "model's epochs.", "",
-                  "| model | compile s (ours) | compile s (keras) | GFLOP / step "
-                  "| GFLOP/s | 2048^3 matmul GFLOP/s | % of it |",
-                  "|---|---|---|---|---|---|---|"]
+                  "Compile: lowering + XLA compilation of the epoch and validation programs, "
+                  "timed directly (once: JAX caches the executable). First-epoch excess: "
+                  "the first epoch minus a steady one, floored at 0, with the steady "
+                  "epochs' max - min (the noise below which it means nothing); for ours it "
+                  "excludes compilation, for Keras (which cannot be timed apart) it "
+                  "includes it. FLOPs: matrix products and "
+                  "convolutions of one train step, counted from its jaxpr (element-wise work "
+                  "excluded), times steps per epoch, over the training time (median epoch; "
+                  "fastest epoch in brackets). The 2048^3 matmul rate is probed after every "
+                  "epoch (best of 3 each); % = fastest epoch / best probe.", "",
+                  "| model | compile s (ours) | first-epoch excess s (ours) | first-epoch "
+                  "excess s (keras) | GFLOP / step | GFLOP/s | 2048^3 matmul GFLOP/s "
+                  "| % of it |",
+                  "|---|---|---|---|---|---|---|---|"]
         for row in rows:
             ours, keras = row["summaries"].get("ours"), row["summaries"].get("keras")
             if ours is None:
                 continue
             rec = row["records"]["ours"]
-            fps, rate = ours.get("flops_per_s", 0.0), rec.get("matmul_rate")
-            lines.append(
-                f"| {row['label']} | {ours['compile_s']:.2f} | "
-                f"{'–' if keras is None else format(keras['compile_s'], '.2f')} | "
-                f"{rec['flops_per_step'] / 1e9:.3f} | {fps / 1e9:.0f} | "
-                f"{'–' if not rate else format(rate / 1e9, '.0f')} | "
-                f"{'–' if not rate else format(100 * fps / rate, '.0f')} |")
+            cells = _ours_cells(ours, rec)
+            lines.append(f"| {row['label']} | {cells[0]} | {_excess_cell(ours)} | "
+                         f"{_excess_cell(keras)} | " + " | ".join(cells[1:]) + " |")
     lines += ["", "## Totals", ""] + [f"- {t}" for t in report["totals"]]
     if report.get("sweep"):
         lines += ["", "## Lecture sweep", ""] + [f"- {t}" for t in report["sweep_lines"]]

@@ -38,8 +38,11 @@ __all__ = [
     "FunctionModule",
     "Subject",
     "default_subjects",
+    "check_magnitudes",
+    "check_traceable",
     "markdown_table",
     "run_report",
+    "select_subjects",
     "smooth_images",
     "stage_order",
     "trained_subject",
@@ -120,6 +123,67 @@ def default_subjects(conv_impl: str = "auto") -> list[Subject]:
         Subject("sesn", models.get("sesn", conv_impl=conv_impl), group="scale",
                 scale_ratio=2**0.5),
     ]
+
+
+def select_subjects(names: Sequence[str], conv_impl: str = "auto") -> list[Subject]:
+    """The zoo subjects called ``names`` (all of them when ``names`` is empty), in zoo order.
+
+    Raises:
+      ValueError: a name that is not in the zoo (the message lists the zoo).
+    """
+    zoo = default_subjects(conv_impl)
+    unknown = [n for n in names if n not in {s.name for s in zoo}]
+    if unknown:
+        raise ValueError(f"unknown subject(s) {', '.join(map(repr, unknown))}; known: "
+                         + ", ".join(s.name for s in zoo))
+    return [s for s in zoo if not names or s.name in names]
+
+
+def check_magnitudes(kind: str, values: Sequence) -> tuple[float, ...]:
+    """A sweep's magnitudes as floats: finite, and zoom factors > 0.
+
+    Raises:
+      ValueError: an unknown ``kind``, an empty list, or a value that is not allowed.
+    """
+    if kind not in equivariance.KINDS:
+        raise ValueError(f"kind must be one of {equivariance.KINDS}, got {kind!r}")
+    allowed = {"shift": "finite shifts in pixels", "rotate": "finite angles in degrees",
+               "scale": "zoom factors > 0"}[kind]
+    if len(values) == 0:
+        raise ValueError(f"empty; expected one or more {allowed}")
+    out = []
+    for v in values:
+        try:
+            m = float(v)
+        except (TypeError, ValueError):
+            raise ValueError(f"{v!r} is not a number; expected {allowed}") from None
+        if not np.isfinite(m) or (kind == "scale" and m <= 0):
+            raise ValueError(f"{v!r} is not allowed; expected {allowed}")
+        out.append(m)
+    return tuple(out)
+
+
+def check_traceable(subject: Subject, shape: Sequence[int], seed: int = 0) -> None:
+    """Traces ``subject`` on an abstract input of ``shape`` (no compilation, no FLOPs).
+
+    Catches, before any work, inputs too small for a network and trained parameters that do
+    not fit their model.
+
+    Raises:
+      ValueError: the subject cannot be applied to [N, H, W, C] inputs of ``shape``.
+    """
+    x = jax.ShapeDtypeStruct(tuple(shape), np.float32)
+    try:
+        if subject.params is None:
+            variables = jax.eval_shape(
+                lambda a: subject.module.init(jax.random.key(seed), a), x)
+        else:
+            variables = _as_variables(subject.params)
+        jax.eval_shape(subject.module.apply, variables, x)
+    except Exception as e:  # any failure to trace means this input cannot work
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{subject.name!r} cannot take inputs of shape {list(shape)} "
+                         f"({type(e).__name__}: {first[:200]})") from e
 
 
 def smooth_images(shape: Sequence[int], *, sigma: float = 2.0, seed: int = 0) -> np.ndarray:

@@ -22,7 +22,8 @@ import sys
 import tempfile
 import time
 
-from _cli import run, usage_error
+import _cli
+from _cli import as_int, bad_flag, check_choice, check_int, check_list, run, usage_error
 from absl import flags
 
 FRAMEWORKS = ("ours", "keras", "torch")
@@ -53,37 +54,49 @@ flags.DEFINE_string("worker_out", None, "Internal: where a worker writes its rec
 
 
 
+MAX_DEPTH, MAX_EPOCHS, MAX_BATCH = 1000, 10_000, 1 << 16
+
+
 def check_flags() -> list[int]:
-    """Validates the flags (one-line usage error, exit 2); returns the depths as ints."""
+    """Checks every flag before any work (one line, exit 2); returns the depths as ints."""
     for name, allowed in (("frameworks", FRAMEWORKS), ("models", MODELS),
                           ("conv_impl", IMPLS)):
-        values = getattr(FLAGS, name)
-        bad = [v for v in values if v not in allowed]
-        if bad or not values:
-            usage_error(f"--{name} must be a non-empty list of {','.join(allowed)}, "
-                        f"got {','.join(values)!r}")
-    try:
-        depths = [int(d) for d in FLAGS.depths]
-    except ValueError:
-        depths = [-1]
-    if "mlp" in FLAGS.models and (not depths or min(depths) < 0):
-        usage_error(f"--depths must be a list of ints >= 0, got {','.join(FLAGS.depths)!r}")
-    if FLAGS.epochs < 2:
-        usage_error(f"--epochs must be >= 2 (the first is warm-up), got {FLAGS.epochs}")
-    if FLAGS.batch_size < 1:
-        usage_error(f"--batch_size must be positive, got {FLAGS.batch_size}")
-    if FLAGS.limit < 0:
-        usage_error(f"--limit must be >= 0, got {FLAGS.limit}")
-    if FLAGS.sweep_dir is not None and not os.path.isdir(FLAGS.sweep_dir):
-        usage_error(f"--sweep_dir {FLAGS.sweep_dir!r} is not a folder")
-    if FLAGS.worker is None:
+        check_list(name, getattr(FLAGS, name), lambda v, a=allowed: _one_of(v, a))
+    depths = check_list("depths", FLAGS.depths, lambda v: as_int(v, 0, MAX_DEPTH),
+                        allow_empty="mlp" not in FLAGS.models)
+    check_int("epochs", FLAGS.epochs, 2, MAX_EPOCHS)  # the first epoch is the warm-up
+    check_int("batch_size", FLAGS.batch_size, 1, MAX_BATCH)
+    check_int("limit", FLAGS.limit, 0)
+    check_int("seed", FLAGS.seed, 0, 2**32 - 1)
+    from cnn_jax import data
+
+    _cli.library_check("dataset", FLAGS.dataset, lambda: data.check_name(FLAGS.dataset))
+    _cli.check_output("out", FLAGS.out, folder=False)
+    if FLAGS.sweep_dir is not None:
+        from cnn_jax import benchmarking
+
+        _cli.check_folder("sweep_dir", FLAGS.sweep_dir)
+        _cli.library_check("sweep_dir", FLAGS.sweep_dir,
+                           lambda: benchmarking.sweep_report(FLAGS.sweep_dir))
+    if FLAGS.worker is not None:
+        check_choice("worker", FLAGS.worker, FRAMEWORKS)
+        _cli.check_output("worker_out", FLAGS.worker_out, folder=False)
+    elif FLAGS.worker_out is not None:
+        bad_flag("worker_out", FLAGS.worker_out, "only goes with --worker (internal flags)")
+    else:
         import importlib.util
 
         for fw in FLAGS.frameworks:
             if fw != "ours" and importlib.util.find_spec(fw) is None:
-                usage_error(f"--frameworks includes {fw} but {fw} is not installed "
-                            "(pip install -e '.[bench]')")
+                bad_flag("frameworks", FLAGS.frameworks, f"{fw} is not installed "
+                         "(pip install -e '.[bench]'), or leave it out")
     return depths
+
+
+def _one_of(value: str, allowed) -> str:
+    if value not in allowed:
+        raise ValueError(f"unknown; expected items from {', '.join(allowed)}")
+    return value
 
 
 # ------------------------------------------------------------------- the workloads
@@ -293,6 +306,17 @@ def run_torch(work_list: list[dict]) -> list[dict]:
 RUNNERS = {"ours": run_ours, "keras": run_keras, "torch": run_torch}
 
 
+class WorkerFailed(RuntimeError):
+    """A framework's subprocess exited with an error (it printed its own message)."""
+
+
+def data_errors() -> tuple[type[Exception], ...]:
+    """Exceptions that mean missing or corrupt data (shown as a message, not a traceback)."""
+    from cnn_jax import data
+
+    return (data.DatasetNotFound, data.IdxError)
+
+
 # ------------------------------------------------------------------------ orchestration
 
 
@@ -325,7 +349,7 @@ def run_framework(framework: str, work_list: list[dict]) -> dict:
             env = {**os.environ, "KERAS_BACKEND": "jax"}
             proc = subprocess.run(_worker_argv(framework, out_path), env=env)
             if proc.returncode != 0:
-                raise RuntimeError(f"the {framework} worker failed (exit {proc.returncode}); "
+                raise WorkerFailed(f"the {framework} worker failed (exit {proc.returncode}); "
                                    "its output is above")
             with open(out_path) as f:
                 result = json.load(f)
@@ -363,9 +387,10 @@ def main(argv):
     if FLAGS.worker is not None:
         from cnn_jax import benchmarking
 
-        if FLAGS.worker not in FRAMEWORKS or not FLAGS.worker_out:
-            usage_error(f"--worker must be one of {FRAMEWORKS} with --worker_out set")
-        records = RUNNERS[FLAGS.worker](work_list)
+        try:
+            records = RUNNERS[FLAGS.worker](work_list)
+        except (data_errors()) as e:  # missing or corrupt data: the message, no traceback
+            _cli.fail(str(e))
         from cnn_jax import io
 
         io.write_json(FLAGS.worker_out, {"records": records,
@@ -376,7 +401,7 @@ def main(argv):
 
     frameworks = [fw for fw in FRAMEWORKS if fw in FLAGS.frameworks]
     rates = {}
-    if "ours" in frameworks:
+    if "ours" in frameworks:  # best of repeats; bench_ours probes again after every epoch
         rates = {"2048^3": benchmarking.matmul_rate(),
                  "256x512x512 (MLP layer)": benchmarking.matmul_rate(256, 512, 512,
                                                                      repeats=50)}
@@ -384,7 +409,10 @@ def main(argv):
     blocks = {}
     for fw in frameworks:
         print(f"[{fw}] {len(work_list)} model(s), {FLAGS.epochs} epochs each", flush=True)
-        blocks[fw] = run_framework(fw, work_list)
+        try:
+            blocks[fw] = run_framework(fw, work_list)
+        except (WorkerFailed, *data_errors()) as e:
+            _cli.fail(str(e))
         # Rewritten after every block, so a long run leaves the finished blocks behind.
         report = make_report(blocks, rates, sweep)
         md_path, json_path = benchmarking.write_report(FLAGS.out, report)

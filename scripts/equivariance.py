@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sys
 
-from _cli import run, usage_error
+import _cli
+from _cli import bad_flag, check_choice, check_float, check_int, check_output, run
 from absl import flags
 
 FLAGS = flags.FLAGS
@@ -29,48 +30,70 @@ flags.DEFINE_list("zooms", None, "Zoom factors.")
 flags.DEFINE_string("conv_impl", "auto", "ops.conv2d implementation: auto, xla or matmul.")
 flags.DEFINE_boolean("figures", True, "Draw the figures.")
 
+MAGNITUDE_FLAGS = {"shift": "shifts", "rotate": "angles", "scale": "zooms"}
+MAX_IMAGE_SIZE, MAX_CHANNELS, MAX_BATCH = 1024, 64, 1024
 
 
-def magnitudes_from_flags(defaults):
-    chosen = {"shift": FLAGS.shifts, "rotate": FLAGS.angles, "scale": FLAGS.zooms}
-    out = {}
-    for kind, values in chosen.items():
-        try:
-            out[kind] = tuple(float(v) for v in values) if values else defaults[kind]
-        except ValueError:
-            usage_error(f"--{ {'shift': 'shifts', 'rotate': 'angles', 'scale': 'zooms'}[kind]} "
-                        f"must be a comma-separated list of numbers, got {values}")
-    return out
+def settings_from_flags() -> dict:
+    """Checks every flag (one line and exit 2 on a bad one); returns run_report's arguments.
+
+    Reads the --checkpoint run (its config.json and final parameters) and traces every
+    subject on an abstract input, but compiles nothing and writes nothing.
+    """
+    from cnn_jax import equivariance_report as report
+    from cnn_jax.ops.conv import IMPLS
+
+    check_output("workdir", FLAGS.workdir, folder=True)
+    impl = check_choice("conv_impl", FLAGS.conv_impl, IMPLS)
+    size = check_int("image_size", FLAGS.image_size, 1, MAX_IMAGE_SIZE)
+    channels = check_int("channels", FLAGS.channels, 1, MAX_CHANNELS)
+    batch = check_int("batch", FLAGS.batch, 1, MAX_BATCH)
+    sigma = check_float("sigma", FLAGS.sigma, 0.0)
+    seed = check_int("seed", FLAGS.seed, 0, 2**32 - 1)
+    magnitudes = {}
+    for kind, name in MAGNITUDE_FLAGS.items():
+        values = getattr(FLAGS, name)
+        check = lambda k=kind, v=values: report.check_magnitudes(k, v)  # noqa: E731
+        magnitudes[kind] = (report.DEFAULT_MAGNITUDES[kind] if values is None
+                            else _cli.library_check(name, values, check))
+    if FLAGS.only and not FLAGS.zoo:
+        bad_flag("only", FLAGS.only, "names zoo subjects, but --nozoo turns the zoo off")
+    subjects = []
+    if FLAGS.zoo:
+        subjects = _cli.library_check("only", FLAGS.only,
+                                      lambda: report.select_subjects(FLAGS.only, impl))
+    if FLAGS.checkpoint is not None:
+        subjects.append(_cli.library_check("checkpoint", FLAGS.checkpoint,
+                                           lambda: trained_subject(FLAGS.checkpoint)))
+    if not subjects:
+        bad_flag("zoo", False, "nothing to measure; keep the zoo or name a --checkpoint")
+    shape = (batch, size, size, channels)
+    for subject in subjects:
+        flag, value = (("checkpoint", FLAGS.checkpoint) if subject.params is not None
+                       else ("image_size", size))
+        _cli.library_check(flag, value, lambda s=subject: report.check_traceable(s, shape, seed))
+    return dict(subjects=subjects, image_size=size, channels=channels, batch=batch,
+                sigma=sigma, seed=seed, magnitudes=magnitudes, figures=FLAGS.figures)
+
+
+def trained_subject(workdir: str):
+    """The subject for a finished training run (errors name the file that is wrong)."""
+    from cnn_jax import equivariance_report as report
+    from cnn_jax.training.checkpoint import restore_params
+
+    if not workdir.strip():
+        raise ValueError("empty; expected the workdir of a finished training run")
+    return report.trained_subject(*restore_params(workdir))
 
 
 def main(argv):
     if len(argv) > 1:
-        usage_error(f"unexpected arguments {argv[1:]}")
-    if FLAGS.workdir is None:
-        usage_error("--workdir is required (set it in the flagfile)")
+        _cli.usage_error(f"unexpected arguments {argv[1:]}; every setting is a --flag")
+    settings = settings_from_flags()
     from cnn_jax import equivariance_report as report
 
-    subjects = report.default_subjects(FLAGS.conv_impl) if FLAGS.zoo else []
-    if FLAGS.only:
-        unknown = set(FLAGS.only) - {s.name for s in subjects}
-        if unknown:
-            usage_error(f"--only names unknown subjects {sorted(unknown)}; known: "
-                        f"{[s.name for s in subjects]}")
-        subjects = [s for s in subjects if s.name in FLAGS.only]
-    if FLAGS.checkpoint:
-        from cnn_jax.training.checkpoint import restore_params
-
-        subjects.append(report.trained_subject(*restore_params(FLAGS.checkpoint)))
-    if not subjects:
-        usage_error("nothing to measure: --nozoo without --checkpoint")
-    try:
-        result = report.run_report(
-            FLAGS.workdir, subjects, image_size=FLAGS.image_size, channels=FLAGS.channels,
-            batch=FLAGS.batch, sigma=FLAGS.sigma, seed=FLAGS.seed,
-            magnitudes=magnitudes_from_flags(report.DEFAULT_MAGNITUDES), figures=FLAGS.figures,
-            log=lambda m: print(m, file=sys.stderr))
-    except ValueError as e:
-        usage_error(str(e))
+    result = report.run_report(FLAGS.workdir, log=lambda m: print(m, file=sys.stderr),
+                               **settings)
     print(result["table"])
     print(f"wrote {len(result['files'])} files to {FLAGS.workdir} in {result['seconds']:.1f} s")
 

@@ -4,7 +4,9 @@ Reading a prepared split through ``tfds.data_source`` decodes one PNG per exampl
 10 s for 60,000 MNIST-sized images on two cores); the cache turns later loads into one
 ``numpy.load``. A cache file records a fingerprint of the copy it was made from (the bytes
 of its ``dataset_info.json``, the split and the cache format) and counts only when that
-fingerprint still matches.
+fingerprint still matches. A cache that cannot be read, or whose arrays do not have the
+shapes and dtypes the copy promises (a truncated or damaged file), is ignored with a warning
+and rebuilt: it never stands in for the data.
 """
 
 from __future__ import annotations
@@ -28,8 +30,18 @@ def fingerprint(dataset_info_json: str, split: str) -> str:
     return f"{FORMAT}:{split}:{digest}"
 
 
-def read(path: str, expected: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(images, labels)`` from the cache at ``path``, or ``None`` if absent or stale."""
+def read(path: str, expected: str, *, num_examples: int | None = None,
+         image_shape: tuple[int, ...] | None = None,
+         num_classes: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(images, labels)`` from the cache at ``path``, or ``None`` if absent, stale or corrupt.
+
+    Args:
+      path: the ``.npz`` file.
+      expected: the fingerprint it must carry (:func:`fingerprint`).
+      num_examples, image_shape, num_classes: what the copy promises; when given, uint8
+        images [num_examples, *image_shape] and int32 labels [num_examples] in
+        [0, num_classes) are required.
+    """
     if not os.path.isfile(path):
         return None
     try:
@@ -37,10 +49,26 @@ def read(path: str, expected: str) -> tuple[np.ndarray, np.ndarray] | None:
             if str(z["fingerprint"]) != expected:
                 logging.info("data cache %s is stale; decoding the split again", path)
                 return None
-            return z["images"], z["labels"]
-    except (OSError, ValueError, KeyError) as e:
-        logging.warning("data cache %s is unreadable (%s); decoding the split again", path, e)
+            images, labels = z["images"], z["labels"]
+        _check(images, labels, num_examples, image_shape, num_classes)
+    except Exception as e:  # zipfile, zlib, numpy and our checks: all mean "rebuild it"
+        logging.warning("data cache %s is corrupt (%s: %s); decoding the split again and "
+                        "rewriting it", path, type(e).__name__, e)
         return None
+    return images, labels
+
+
+def _check(images, labels, num_examples, image_shape, num_classes) -> None:
+    n = len(images) if num_examples is None else num_examples
+    shape = images.shape[1:] if image_shape is None else tuple(image_shape)
+    if images.dtype != np.uint8 or images.shape != (n, *shape):
+        raise ValueError(f"images are {images.dtype} {images.shape}, expected uint8 "
+                         f"{(n, *shape)}")
+    if labels.dtype != np.int32 or labels.shape != (n,):
+        raise ValueError(f"labels are {labels.dtype} {labels.shape}, expected int32 {(n,)}")
+    if num_classes is not None and n and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"labels span [{labels.min()}, {labels.max()}], expected "
+                         f"[0, {num_classes})")
 
 
 def write(path: str, images: np.ndarray, labels: np.ndarray, stamp: str) -> bool:

@@ -34,6 +34,7 @@ __all__ = [
     "IDX_DATASETS",
     "SYSTEM_IDX_DIRS",
     "DatasetNotFound",
+    "check_name",
     "holdout_mask",
     "load",
     "load_splits",
@@ -96,7 +97,7 @@ def load(name: str, split: str, *, data_dir: str | None = None, download: bool =
     if name in SYNTHETIC:
         ds = load_synthetic(name, base)
     else:
-        _check_tfds_name(name)
+        check_name(name)
         ds = _resolve(name, base, data_dir, download)
     if part == slice(None):
         return ds
@@ -172,15 +173,20 @@ def holdout_mask(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- resolution
 
 
-def _check_tfds_name(name: str) -> None:
-    if name in IDX_DATASETS:
+def check_name(name: str) -> None:
+    """Raises ``ValueError`` unless ``name`` is a synthetic, IDX or registered TFDS dataset.
+
+    Needs no data: a script calls it before loading anything.
+    """
+    if name in IDX_DATASETS or name in SYNTHETIC:
         return
     import tensorflow_datasets as tfds
 
     builder = name.split("/")[0].split(":")[0]  # "emnist/letters:3.1.0" -> "emnist"
     if builder not in tfds.core.registered.list_imported_builders():
-        known = sorted(SYNTHETIC) + sorted(IDX_DATASETS) + ["cifar10", "<any TFDS image set>"]
-        raise ValueError(f"name must be one of {known}, got {name!r}")
+        known = sorted(SYNTHETIC) + sorted(IDX_DATASETS) + ["cifar10"]
+        raise ValueError(f"unknown dataset name {name!r}; expected one of {', '.join(known)} "
+                         "or another TFDS image classification name")
 
 
 def tfds_root(data_dir: str | None) -> str:
@@ -193,12 +199,15 @@ def _resolve(name: str, split: str, data_dir: str | None, download: bool) -> Dat
     root = tfds_root(data_dir)
     tried = []
 
-    if _find_prepared(root, name):
+    prepared = _find_prepared(root, name)
+    if prepared:
         try:
             return _from_tfds(name, split, root, download=False)
         except Exception as e:  # a copy TFDS cannot read: report it and go on
-            tried.append(f"TFDS-prepared copy under {os.path.join(root, name)}: failed with "
-                         f"{type(e).__name__}: {e}")
+            copies = ", ".join(sorted(os.path.dirname(p) for p in prepared))
+            tried.append(f"TFDS-prepared copy under {os.path.join(root, name)} ({copies}): "
+                         f"failed with {type(e).__name__}: {' '.join(str(e).split())[:400]}; "
+                         "it is corrupt or incomplete: delete it to prepare it again")
             logging.warning("%s", tried[-1])
     else:
         tried.append(f"TFDS-prepared copy: none under {os.path.join(root, name)} "
@@ -286,7 +295,8 @@ def _from_tfds(name: str, split: str, root: str, *, download: bool) -> Dataset:
             and len(source) == source.dataset_info.splits[split].num_examples):
         path = os.path.join(copy, f"cnn_jax-{split}.npz")
         stamp = cache.fingerprint(info_json, split)
-        arrays = cache.read(path, stamp)
+        arrays = cache.read(path, stamp, num_examples=len(source), image_shape=shape,
+                            num_classes=info.num_classes)
     else:
         path = stamp = arrays = None
     if arrays is None:

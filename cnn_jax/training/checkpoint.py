@@ -4,11 +4,16 @@ Layout in a run's workdir: ``checkpoints/<epoch>/`` (params, optimizer state, st
 best-so-far params, plus JSON metadata: epoch, early-stopping state, metric history) and
 ``final/`` (the parameters the run's results refer to). Orbax writes each checkpoint to a
 temporary directory and renames it when complete, so a killed run leaves the last complete
-one readable.
+one readable (the unfinished ``*.orbax-checkpoint-tmp-*`` folder is ignored).
+
+A folder that cannot be read back -- missing or half-written files, a state of another
+shape (a checkpoint of another configuration), corrupt bytes -- raises
+:class:`CheckpointError` naming the folder; nothing is restored partially.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from typing import Any
@@ -16,31 +21,90 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-__all__ = ["Checkpointer", "load_final_params", "restore_params", "save_final_params"]
+__all__ = ["CheckpointError", "Checkpointer", "load_final_params", "restore_params",
+           "save_final_params"]
+
+# what every complete epoch folder holds (orbax's Composite of "state" and "meta")
+_EPOCH_FILES = (os.path.join("state", "_METADATA"), os.path.join("meta", "metadata"))
+_MISMATCH = ("tree structures do not match", "Structure mismatch",
+             "is not compatible with the stored shape")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder that is missing, incomplete, corrupt or from another configuration."""
+
+
+def _one_line(error: Any) -> str:
+    text = " ".join(str(error).strip().strip("'\"").split())
+    return (text or type(error).__name__)[:300]
+
+
+def _unfinished_writes(path: str) -> list[str]:
+    return sorted(glob.glob(glob.escape(path) + ".orbax-checkpoint-tmp*"))
 
 
 class Checkpointer:
     """Saves and restores ``{"state": pytree, "meta": json}`` per epoch, keeping the last 2."""
 
     def __init__(self, directory: str, max_to_keep: int = 2):
+        self._directory = os.path.abspath(directory)
         self._manager = ocp.CheckpointManager(
-            os.path.abspath(directory),
+            self._directory,
             options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
         )
 
     def latest_epoch(self) -> int | None:
-        """The last completely written epoch, or None."""
-        return self._manager.latest_step()
+        """The last completely written epoch, or None.
+
+        Raises:
+          CheckpointError: the newest epoch folder lacks files (copied or damaged after
+            writing; orbax's own unfinished writes are temporary folders and are skipped).
+        """
+        epoch = self._manager.latest_step()
+        if epoch is not None:
+            folder = os.path.join(self._directory, str(epoch))
+            missing = [f for f in _EPOCH_FILES if not os.path.isfile(os.path.join(folder, f))]
+            if missing:
+                earlier = [e for e in self._manager.all_steps() if e < epoch]
+                raise CheckpointError(
+                    f"{folder}: incomplete checkpoint (no {', '.join(missing)}); delete this "
+                    "folder to resume "
+                    + (f"after epoch {max(earlier) + 1}" if earlier else "from the start")
+                    + ", or use a new workdir")
+        return epoch
 
     def save(self, epoch: int, tree: Any, meta: dict[str, Any]) -> None:
         self._manager.save(epoch, args=ocp.args.Composite(
             state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)))
 
     def restore(self, epoch: int, like: Any) -> tuple[Any, dict[str, Any]]:
-        """Restores epoch ``epoch`` into the structure, shapes and shardings of ``like``."""
+        """Restores epoch ``epoch`` into the structure, shapes and shardings of ``like``.
+
+        Raises:
+          CheckpointError: the folder holds a state of another structure or shape (another
+            configuration), or its files are missing or corrupt. The message names it.
+        """
+        folder = os.path.join(self._directory, str(epoch))
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, like)
-        out = self._manager.restore(epoch, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+        try:
+            out = self._manager.restore(epoch, args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+        except Exception as e:  # orbax/tensorstore raise many types; all mean "unreadable"
+            if any(m in str(e) for m in _MISMATCH):
+                raise CheckpointError(
+                    f"{folder}: the checkpoint does not fit this run's state (another model, "
+                    f"optimizer or configuration wrote it): {_one_line(e)}; use a new "
+                    "workdir") from e
+            raise CheckpointError(f"{folder}: cannot read the checkpoint (missing or corrupt "
+                                  f"files: {type(e).__name__}: {_one_line(e)}); delete the "
+                                  "folder to resume from the checkpoint before it") from e
+        got = jax.tree.map(lambda a: (tuple(a.shape), str(a.dtype)), out["state"])
+        want = jax.tree.map(lambda a: (tuple(a.shape), str(a.dtype)), abstract)
+        if got != want:  # orbax restores some targets (NumPy leaves) at the stored shape
+            raise CheckpointError(f"{folder}: the checkpoint does not fit this run's state "
+                                  "(another model, optimizer or configuration wrote it): "
+                                  f"shapes {_one_line(got)} != {_one_line(want)}; use a new "
+                                  "workdir")
         return out["state"], out["meta"]
 
     def close(self) -> None:
@@ -56,15 +120,45 @@ def save_final_params(workdir: str, params: Any) -> None:
 
 
 def load_final_params(workdir: str) -> Any:
-    """Reads ``workdir/final`` as a pytree of arrays."""
-    with ocp.StandardCheckpointer() as ckptr:
-        return ckptr.restore(os.path.abspath(os.path.join(workdir, "final")))
+    """Reads ``workdir/final`` as a pytree of arrays.
+
+    Raises:
+      CheckpointError: no ``final/`` (the run has not finished, or was killed while writing
+        it), or its files are missing or corrupt. The message names the folder.
+    """
+    path = os.path.abspath(os.path.join(workdir, "final"))
+    if not os.path.isdir(path):
+        unfinished = _unfinished_writes(path)
+        raise CheckpointError(
+            f"{path}: no final parameters" + (
+                f" (only an unfinished write, {os.path.basename(unfinished[0])}: the run was "
+                "stopped while saving them; rerun its training command)" if unfinished else
+                " (the run has not finished; rerun its training command)"))
+    try:
+        with ocp.StandardCheckpointer() as ckptr:
+            return ckptr.restore(path)
+    except Exception as e:  # orbax/tensorstore raise many types; all mean "unreadable"
+        raise CheckpointError(f"{path}: cannot read the final parameters (missing or corrupt "
+                              f"files: {type(e).__name__}: {_one_line(e)})") from e
 
 
 def restore_params(workdir: str) -> tuple[str, dict[str, Any], Any]:
-    """``(model_name, model_kwargs, params)`` of a finished run, from its workdir."""
-    with open(os.path.join(workdir, "config.json")) as f:
-        config = json.load(f)
-    kwargs = {k: tuple(v) if isinstance(v, list) else v
-              for k, v in config["model_kwargs"].items()}
-    return config["model"], kwargs, load_final_params(workdir)
+    """``(model_name, model_kwargs, params)`` of a finished run, from its workdir.
+
+    Raises:
+      CheckpointError: no readable ``config.json`` with ``model`` and ``model_kwargs``, or
+        unreadable final parameters (see :func:`load_final_params`).
+    """
+    path = os.path.join(workdir, "config.json")
+    try:
+        with open(path) as f:
+            config = json.load(f)
+        model, model_kwargs = config["model"], dict(config["model_kwargs"])
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such file; expected the workdir of a training "
+                              "run") from None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{path}: not a training run's config ({type(e).__name__}: "
+                              f"{_one_line(e)})") from e
+    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in model_kwargs.items()}
+    return model, kwargs, load_final_params(workdir)

@@ -276,7 +276,8 @@ def test_an_unreadable_prepared_copy_falls_back_to_idx_and_says_so(mnist_dir, ca
         ds = data.load("mnist", "train", data_dir=str(folder), download=False)
     assert ds.source == f"idx:{folder}"
     np.testing.assert_array_equal(ds.images[..., 0], train_x)
-    assert f"TFDS-prepared copy under {folder / 'mnist'}: failed with" in caplog.text
+    copy = folder / "mnist" / "3.0.1"
+    assert f"TFDS-prepared copy under {folder / 'mnist'} ({copy}): failed with" in caplog.text
 
 
 # ----------------------------------------------------------------------------- not found
@@ -336,7 +337,7 @@ def test_fashion_mnist_not_found_points_to_the_debian_package(tmp_path, monkeypa
 
 @pytest.mark.parametrize("name", ["nope", "", "MNIST"])
 def test_unknown_name_is_a_value_error(name):
-    with pytest.raises(ValueError, match=f"name must be one of .*got {name!r}"):
+    with pytest.raises(ValueError, match=f"unknown dataset name {name!r}; expected one of"):
         data.load(name, "train")
 
 
@@ -411,3 +412,60 @@ def test_holdout_that_leaves_nothing_is_rejected():
 def test_unknown_validation_is_rejected():
     with pytest.raises(ValueError, match="validation must be one of .*got 'train'"):
         data.load_splits("synthetic_bars", validation="train")
+
+
+# ----------------------------------------------------------------------------- bad files
+
+
+def _flip_middle_byte(path):
+    content = bytearray(path.read_bytes())
+    content[len(content) // 2] ^= 0x01
+    path.write_bytes(bytes(content))
+
+
+def _rewrite_with(**changes):
+    def rewrite(path):
+        with np.load(path) as z:
+            arrays = {k: z[k] for k in z.files}
+        np.savez(path, **{**arrays, **changes})  # keeps the right fingerprint
+    return rewrite
+
+
+@pytest.mark.parametrize("damage", [
+    lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),  # truncated
+    _flip_middle_byte,  # one bit in the image bytes: the zip CRC no longer matches
+    _rewrite_with(images=np.zeros((3, 6, 5, 3), np.uint8)),  # one example short
+    _rewrite_with(labels=np.full(4, 7, np.int32)),  # labels outside the 3 classes
+    _rewrite_with(labels=np.zeros(4, np.int64)),  # another dtype
+], ids=["truncated", "bit_flip", "short", "label_range", "label_dtype"])
+def test_a_corrupt_cache_is_rebuilt_with_a_log_line(prepared, damage, caplog):
+    folder = prepared / "cnn_jax_test_images" / "1.0.0"
+    first = data.load("cnn_jax_test_images", "test", data_dir=str(prepared))
+    cached = folder / "cnn_jax-test.npz"
+    damage(cached)
+    with caplog.at_level(logging.WARNING):
+        again = data.load("cnn_jax_test_images", "test", data_dir=str(prepared))
+    np.testing.assert_array_equal(again.images, first.images)  # decoded again, not the cache
+    np.testing.assert_array_equal(again.labels, first.labels)
+    assert f"data cache {cached} is corrupt" in caplog.text and "rewriting it" in caplog.text
+    with np.load(cached) as z:  # rewritten whole
+        np.testing.assert_array_equal(z["images"], first.images)
+        np.testing.assert_array_equal(z["labels"], first.labels)
+
+
+@pytest.mark.parametrize("damage", [
+    lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2]),  # truncated shard
+    lambda p: p.write_bytes(p.read_bytes()[:300] + bytes([p.read_bytes()[300] ^ 1])
+                            + p.read_bytes()[301:]),  # one bit in a record: hash mismatch
+    lambda p: p.unlink(),  # a missing shard
+], ids=["truncated", "bit_flip", "missing_shard"])
+def test_a_corrupt_prepared_copy_is_an_error_naming_it(prepared, damage):
+    folder = prepared / "cnn_jax_test_images" / "1.0.0"
+    (shard,) = folder.glob("*-train.array_record*")
+    damage(shard)
+    with pytest.raises(data.DatasetNotFound) as err:
+        data.load("cnn_jax_test_images", "train", data_dir=str(prepared), download=False)
+    message = str(err.value)
+    assert f"({folder}): failed with" in message
+    assert "it is corrupt or incomplete: delete it to prepare it again" in message
+    assert not list(folder.glob("*.npz"))  # nothing was cached from it

@@ -101,9 +101,9 @@ def test_script_end_to_end_with_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize("args,match", [
-    (["--only=nonexistent"], "unknown subjects"),
+    (["--only=nonexistent"], "unknown subject(s) 'nonexistent'"),
     (["--angles=a,b"], "--angles"),
-    ([], "--workdir is required"),
+    ([], "--workdir=: missing; this flag is required"),
 ])
 def test_script_usage_errors(tmp_path, args, match):
     workdir = [] if match.startswith("--workdir") else [f"--workdir={tmp_path}"]
