@@ -330,8 +330,10 @@ def _linear_fit_sum(depths: Sequence[int], values: Sequence[float], upto: int) -
 def sweep_report(sweep_dir: str, prefix: str = "num_layers_") -> dict[str, Any]:
     """Measured time of a depth sweep written by ``scripts/train.py --sweep=num_layers=...``.
 
-    Reads ``SWEEP_DIR/num_layers_K/metrics.jsonl`` (one line per epoch with ``epoch_time``,
-    training + validation) and ``results.json`` (``status``, ``wall_time``) of each member.
+    Reads ``SWEEP_DIR/MEMBER/metrics.jsonl`` (one line per epoch with ``epoch_time``,
+    training + validation) and ``results.json`` (``status``, ``wall_time``) of each member
+    folder named ``num_layers_K`` or, in a grid, with a ``num_layers_K`` part
+    (``seed_0-num_layers_K``).
 
     Returns:
       ``members`` (per depth: epochs, summed epoch time, wall time, status), ``epoch_time_s``
@@ -343,8 +345,13 @@ def sweep_report(sweep_dir: str, prefix: str = "num_layers_") -> dict[str, Any]:
       FileNotFoundError: no member folders in ``sweep_dir``.
     """
     members, starts, ends = [], [], []
-    names = sorted((n for n in os.listdir(sweep_dir) if n.startswith(prefix)),
-                   key=lambda n: int(n[len(prefix):]) if n[len(prefix):].isdigit() else -1)
+
+    def depth_of(name: str) -> int | None:  # "num_layers_3" or a grid member "seed_0-num_layers_3"
+        parts = [p[len(prefix):] for p in name.split("-") if p.startswith(prefix)]
+        return int(parts[0]) if len(parts) == 1 and parts[0].isdigit() else None
+
+    names = sorted((n for n in os.listdir(sweep_dir) if depth_of(n) is not None),
+                   key=lambda n: (depth_of(n), n))
     for name in names:
         folder = os.path.join(sweep_dir, name)
         metrics_path = os.path.join(folder, "metrics.jsonl")
@@ -360,7 +367,7 @@ def sweep_report(sweep_dir: str, prefix: str = "num_layers_") -> dict[str, Any]:
         if results:
             ends.append(os.path.getmtime(results_path))
         members.append({
-            "depth": int(name[len(prefix):]) if name[len(prefix):].isdigit() else name,
+            "depth": depth_of(name), "member": name,
             "epochs": len(rows),
             "epoch_time_s": float(sum(r.get("epoch_time", 0.0) for r in rows)),
             "wall_time_s": float(results["wall_time"]) if "wall_time" in results else None,

@@ -109,12 +109,19 @@ def test_sweep_report_reads_members(tmp_path):
     assert "meets the < 17 min target" in benchmarking.sweep_lines(report, [], [])[1]
     io.write_jsonl(str(tmp_path / "num_layers_2" / "metrics.jsonl"), [{"epoch_time": 1.0}])
     report = benchmarking.sweep_report(str(tmp_path))
-    assert report["members"][-1] == {"depth": 2, "epochs": 1, "epoch_time_s": 1.0,
-                                     "wall_time_s": None, "status": "unfinished"}
+    assert report["members"][-1] == {"depth": 2, "member": "num_layers_2", "epochs": 1,
+                                     "epoch_time_s": 1.0, "wall_time_s": None,
+                                     "status": "unfinished"}
     assert report["finished"] == 2 and report["wall_time_s"] == 22.0
     assert "unfinished" in benchmarking.sweep_lines(report, [], [])[1]
     with pytest.raises(FileNotFoundError, match="num_layers_K"):
         benchmarking.sweep_report(str(tmp_path / "num_layers_0"))
+    # grid members (--sweep=seed=0:2 --sweep=num_layers=...) count by their num_layers part
+    io.write_jsonl(str(tmp_path / "seed_1-num_layers_0" / "metrics.jsonl"), [{"epoch_time": 4.0}])
+    report = benchmarking.sweep_report(str(tmp_path))
+    assert [(m["depth"], m["member"]) for m in report["members"]] == [
+        (0, "num_layers_0"), (0, "seed_1-num_layers_0"), (1, "num_layers_1"),
+        (2, "num_layers_2")]
 
 
 def _check_report(out, frameworks):
