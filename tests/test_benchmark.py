@@ -173,8 +173,9 @@ def test_script_ours_only_writes_a_consistent_report(tmp_path):
 @pytest.mark.slow  # three subprocesses, each importing its framework: ~30 s on 2 cores
 def test_script_with_keras_and_torch(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_BACKEND", "jax")  # else keras wants TensorFlow on import
-    pytest.importorskip("keras")
-    pytest.importorskip("torch")
+    why = "the benchmark's references come with the `bench` extra: pip install -e '.[bench]'"
+    pytest.importorskip("keras", reason=f"keras is not installed; {why}")
+    pytest.importorskip("torch", reason=f"torch is not installed; {why}")
     out = str(tmp_path / "bench")
     proc = _run_script("--frameworks=ours,keras,torch", "--models=mlp", "--depths=0",
                        "--epochs=2", "--dataset=synthetic_bars", "--limit=512", f"--out={out}")

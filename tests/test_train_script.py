@@ -29,7 +29,9 @@ def test_smoke_run_writes_every_result_file(tmp_path):
     assert "completed" in proc.stdout
     results = json.load(open(tmp_path / "results.json"))
     assert results["status"] == "completed" and results["epochs_run"] == 2
-    assert 0 <= results["valid_accuracy"] <= 1
+    # 4 classes (chance 0.25). Measured with this budget (2 epochs, batch 512) on seeds 0, 1,
+    # 2: 0.62, 0.58, 0.60; a run that does not learn stays near 0.25.
+    assert results["valid_accuracy"] > 0.45
     lines = open(tmp_path / "metrics.jsonl").read().splitlines()
     assert [json.loads(x)["epoch"] for x in lines] == [1, 2]
     assert "epoch   2/2" in proc.stderr  # the progress line

@@ -10,6 +10,7 @@ import cnn_jax.models.lcn  # noqa: F401
 import cnn_jax.models.sesn  # noqa: F401
 from cnn_jax import equivariance as E
 from cnn_jax import models
+from tests.numerics import assert_close
 
 SMALL = {
     "lcn": dict(features=(3, 4), dense_units=(8,)),
@@ -53,7 +54,11 @@ def test_conv_impls_agree(name, key):
     params = E.random_parameters(fast, x.shape)
     native = models.get(name, conv_impl="xla", **SMALL[name])
     logits = [jax.jit(m.apply)(params, x)[0] for m in (fast, native)]
-    np.testing.assert_allclose(*logits, rtol=1e-4, atol=1e-4)
+    # each side's chain of sums: the lifting conv, the second conv, the global average over
+    # 6*6 pixels, the 3-unit head (p4m: 3*3*1 then 3*3*2*8 products; sesn: 5*5*1 taps of a
+    # kernel from 6 basis functions, then 2 scales * 5*5*2)
+    chain = {"p4mcnn": 9 + 144, "sesn": 25 + 6 + 100}[name] + 36 + 3
+    assert_close(*logits, ops=2 * chain)
 
 
 def test_group_feature_shapes(key):

@@ -13,6 +13,7 @@ import pytest
 
 from cnn_jax import equivariance, layers, models
 from cnn_jax import equivariance_report as report
+from tests.numerics import tolerance
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SMALL = {"shift": (0, 1, 2), "rotate": (0.0, 45.0, 90.0), "scale": (0.71, 1.0)}
@@ -21,7 +22,8 @@ SMALL = {"shift": (0, 1, 2), "rotate": (0.0, 45.0, 90.0), "scale": (0.71, 1.0)}
 def test_smooth_images():
     x = report.smooth_images((2, 16, 16, 3), sigma=2.0, seed=1)
     assert x.shape == (2, 16, 16, 3) and x.dtype == np.float32
-    np.testing.assert_allclose(x.std(), 1.0, rtol=1e-5)
+    # normalised in float64, then each value rounded once to float32
+    np.testing.assert_allclose(x.astype(np.float64).std(), 1.0, rtol=tolerance(np.float32, 2))
     rough = report.smooth_images((2, 16, 16, 3), sigma=0.0, seed=1)
     # smoothing: neighbouring pixels correlate strongly, unlike white noise
     corr = lambda a: np.corrcoef(a[:, :, :-1].ravel(), a[:, :, 1:].ravel())[0, 1]
@@ -48,8 +50,9 @@ def test_run_report_writes_table_csv_and_figures(tmp_path):
     assert len(rows) == 6 * 8 == len(out["rows"])
     err = {(r["subject"], r["kind"], r["stage"], float(r["magnitude"])):
            float(r["relative_error"]) for r in rows}
-    assert err[("conv", "shift", "output", 2.0)] < 1e-6  # theory: exact
-    assert err[("p4", "rotate", "output", 90.0)] < 1e-5
+    # theory: exact; in float32 each side sums 3*3*3 products per output in its own order
+    assert err[("conv", "shift", "output", 2.0)] < tolerance(np.float32, 2 * 27)
+    assert err[("p4", "rotate", "output", 90.0)] < tolerance(np.float32, 2 * 27)
     assert err[("conv", "rotate", "output", 90.0)] > 0.1  # a generic filter is not
     assert err[("cnn", "shift", "logits", 0.0)] == 0.0
     table = out["table"]

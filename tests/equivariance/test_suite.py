@@ -1,6 +1,6 @@
 """The equivariance suite: theory says which pairs (f, g) commute; check both directions.
 
-``EXACT`` rows are claims of exact equivariance (relative error below 1e-5 in float32) or
+``EXACT`` rows are claims of exact equivariance (relative error below TOL in float32) or
 of its failure (the assertion must raise, and the error must be large): each row is one
 function, one input transform and one output transform; a new layer adds a row.
 ``MEASURED`` rows compare two functions under transforms where no exactness is claimed
@@ -30,8 +30,11 @@ from cnn_jax import transforms as T
 from cnn_jax.ops import blur as blur_ops
 from cnn_jax.ops import group as group_ops
 from cnn_jax.ops import scale as scale_ops
+from tests.numerics import tolerance
 
-TOL = 1e-5
+# Relative error accepted as exact: each side's roundings along the deepest exact row
+# (p4mcnn logits: lift 3*3*2, gconv 3*3*2*8, global average over 8*8, logits 3 terms).
+TOL = tolerance(np.float32, ops=2 * (18 + 144 + 64 + 3))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,6 +8,7 @@ import pytest
 from cnn_jax import layers, ops
 from cnn_jax.ops import blur as blur_ops
 from cnn_jax.ops import group as group_ops
+from tests.numerics import assert_close
 
 
 def init_apply(module, x, key):
@@ -32,8 +33,9 @@ def test_locally_connected_shapes_and_tie_to_conv(key):
     w, b = cparams["params"]["kernel"], jax.random.normal(key, (4,))
     tied = {"params": {"kernel": jnp.broadcast_to(w, (4, 4, *w.shape)),
                        "bias": jnp.broadcast_to(b, (4, 4, 4))}}
-    np.testing.assert_allclose(lc.apply(tied, x),
-                               conv.apply({"params": {"kernel": w, "bias": b}}, x), atol=1e-5)
+    # two float32 sums of 3*3*3 products, plus the bias
+    assert_close(lc.apply(tied, x), conv.apply({"params": {"kernel": w, "bias": b}}, x),
+                 ops=2 * 28)
 
 
 @pytest.mark.parametrize("group", ["p4", "p4m"])
@@ -44,15 +46,15 @@ def test_group_layers(key, group):
     lp, y = init_apply(lift, x, key)
     assert y.shape == (2, 7, 7, 5, n) and lp["params"]["kernel"].shape == (3, 3, 3, 5)
     assert lp["params"]["bias"].shape == (5, 1)  # one bias per filter, shared over the group
-    np.testing.assert_allclose(
-        y, group_ops.lifting_conv2d(x, lp["params"]["kernel"], group), atol=1e-6)
+    assert_close(y, group_ops.lifting_conv2d(x, lp["params"]["kernel"], group),
+                 ops=2 * 28)  # two sums of 3*3*3 products, plus the bias
     gconv = layers.GroupConv(4, group=group, stride=2, impl="xla")
     gp, z = init_apply(gconv, y, key)
     assert z.shape == (2, 4, 4, 4, n) and gp["params"]["kernel"].shape == (3, 3, 5, n, 4)
     fast = layers.GroupConv(4, group=group, stride=2, impl="matmul").apply(gp, y)
-    np.testing.assert_allclose(fast, z, rtol=1e-4, atol=1e-4)
+    assert_close(fast, z, ops=2 * (3 * 3 * 5 * n + 1))  # two sums of 3*3*5*n products + bias
     pooled = layers.GroupPool("mean").apply({}, z)
-    np.testing.assert_allclose(pooled, z.mean(-1), atol=1e-6)
+    assert_close(pooled, z.mean(-1), ops=2 * (n + 1))  # n-term sum and a scaling, twice
     with pytest.raises(ValueError, match="input must be"):
         gconv.apply(gp, x)
     with pytest.raises(ValueError, match="square"):
@@ -74,7 +76,8 @@ def test_scale_layers(key):
 
 def test_blur_layers(key):
     x = jax.random.normal(key, (2, 8, 8, 3))
-    np.testing.assert_allclose(layers.BlurPool().apply({}, x), blur_ops.blur_pool2d(x))
-    np.testing.assert_allclose(layers.MaxBlurPool(padding="circular").apply({}, x),
-                               blur_ops.max_blur_pool2d(x, 2, padding="circular"))
+    # the layers call these ops with the same arguments: the same computation, bit for bit
+    np.testing.assert_array_equal(layers.BlurPool().apply({}, x), blur_ops.blur_pool2d(x))
+    np.testing.assert_array_equal(layers.MaxBlurPool(padding="circular").apply({}, x),
+                                  blur_ops.max_blur_pool2d(x, 2, padding="circular"))
     assert layers.MaxBlurPool().apply({}, x).shape == ops.max_pool2d(x, 2).shape

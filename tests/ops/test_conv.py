@@ -9,6 +9,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from cnn_jax import ops
+from tests.numerics import assert_close
 
 LECTURE_X = [[3, 3, 2, 1, 0], [0, 0, 1, 3, 1], [3, 1, 2, 2, 3], [2, 0, 0, 2, 2], [2, 0, 0, 0, 1]]
 LECTURE_K = [[0, 1, 2], [2, 2, 0], [0, 1, 2]]
@@ -48,6 +49,11 @@ def scipy_2d(kind, x, k, padding, stride, dilation):
     return out[:: stride[0], :: stride[1]]
 
 
+def sum_of_abs_terms(x, k):
+    """A bound on every output's sum of |x_i k_j| terms: max|x| * sum|k| (scale of the sums)."""
+    return float(np.abs(x).max() * np.abs(k).sum())
+
+
 @st.composite
 def conv_case(draw, ndim):
     x_shape = tuple(draw(st.integers(1, 9)) for _ in range(ndim))
@@ -82,8 +88,10 @@ def test_2d_matches_scipy_and_definition(kind, case):
     expected = scipy_2d(kind, x.astype(np.float64), k.astype(np.float64), padding, stride, dilation)
     got_fast = jax.jit(lambda a, b: fast(a, b, **kw))(x, k)
     got_ref = reference(x, k, **kw)
-    np.testing.assert_allclose(got_fast, expected, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(got_ref, expected, rtol=1e-5, atol=1e-5)
+    # a float32 sum of k.size products against float64
+    scale = sum_of_abs_terms(x, k)
+    assert_close(got_fast, expected, ops=k.size, scale=scale)
+    assert_close(got_ref, expected, ops=k.size, scale=scale)
 
 
 @given(case=conv_case(2))
@@ -93,7 +101,8 @@ def test_even_kernel_circular_correlation_is_wrapped_same(case):
     xp = np.pad(x.astype(np.float64), pads, mode="wrap")
     expected = scipy.signal.correlate(xp, dilate(k.astype(np.float64), dilation), mode="valid")
     got = ops.correlate2d(x, k, padding="circular", stride=stride, dilation=dilation)
-    np.testing.assert_allclose(got, expected[:: stride[0], :: stride[1]], rtol=1e-5, atol=1e-5)
+    assert_close(got, expected[:: stride[0], :: stride[1]], ops=k.size,
+                 scale=sum_of_abs_terms(x, k))
 
 
 @pytest.mark.parametrize("kind", ["correlate", "convolve"])
@@ -113,22 +122,21 @@ def test_1d_matches_numpy_and_definition(kind, case):
         expected = (lib.correlate if kind == "correlate" else lib.convolve)(x64, kd, mode=padding)
     expected = expected[::stride]
     kw = dict(padding=padding, stride=stride, dilation=dilation)
-    np.testing.assert_allclose(jax.jit(lambda a, b: fast(a, b, **kw))(x, k), expected,
-                               rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(reference(x, k, **kw), expected, rtol=1e-5, atol=1e-5)
+    scale = sum_of_abs_terms(x, k)
+    assert_close(jax.jit(lambda a, b: fast(a, b, **kw))(x, k), expected, ops=k.size, scale=scale)
+    assert_close(reference(x, k, **kw), expected, ops=k.size, scale=scale)
 
 
 @given(case=conv_case(2))
 def test_convolution_is_correlation_with_flipped_kernel(case):
     x, k, padding, stride, dilation = case
     kw = dict(padding=padding, stride=stride, dilation=dilation)
-    np.testing.assert_allclose(
-        ops.convolve2d(x, k, **kw), ops.correlate2d(x, np.flip(k), **kw), rtol=1e-6, atol=1e-6
-    )
-    np.testing.assert_allclose(
-        ops.convolve2d_reference(x, k, **kw), ops.correlate2d_reference(x, np.flip(k), **kw),
-        rtol=1e-6, atol=1e-6,
-    )
+    # both sides float32 sums of k.size products, possibly in different orders
+    scale = sum_of_abs_terms(x, k)
+    assert_close(ops.convolve2d(x, k, **kw), ops.correlate2d(x, np.flip(k), **kw),
+                 ops=2 * k.size, scale=scale)
+    assert_close(ops.convolve2d_reference(x, k, **kw),
+                 ops.correlate2d_reference(x, np.flip(k), **kw), ops=2 * k.size, scale=scale)
 
 
 def test_full_convolution_commutes_and_correlation_does_not(variant):
@@ -136,10 +144,11 @@ def test_full_convolution_commutes_and_correlation_does_not(variant):
     b = jnp.array([[2.0, -1.0], [0.0, 1.0], [4.0, 1.0]])
     conv = variant(lambda p, q: ops.convolve2d(p, q, padding="full"))
     corr = variant(lambda p, q: ops.correlate2d(p, q, padding="full"))
-    np.testing.assert_allclose(conv(a, b), conv(b, a))
-    assert not np.allclose(corr(a, b), corr(b, a))
+    # small integers: every product and partial sum is exact in float32
+    np.testing.assert_array_equal(conv(a, b), conv(b, a))
+    assert not np.array_equal(corr(a, b), corr(b, a))
     # what correlation satisfies instead: corr(b, a) is corr(a, b) rotated by 180 degrees.
-    np.testing.assert_allclose(corr(b, a), np.flip(corr(a, b)))
+    np.testing.assert_array_equal(corr(b, a), np.flip(corr(a, b)))
 
 
 @pytest.mark.parametrize("shift", [(0, 1), (2, -3), (-4, 5), (7, 7)])
@@ -157,8 +166,9 @@ def test_zero_padding_breaks_shift_equivariance_at_the_border():
     k = rng.standard_normal((3, 3)).astype(np.float32)
     f = lambda a: np.asarray(ops.correlate2d(a, k, padding="same"))
     shifted, expected = f(np.roll(x, 1, 1)), np.roll(f(x), 1, 1)
-    np.testing.assert_allclose(shifted[:, 2:-1], expected[:, 2:-1], rtol=1e-5, atol=1e-5)
-    assert np.abs(shifted[:, :2] - expected[:, :2]).max() > 1e-2
+    bound = assert_close(shifted[:, 2:-1], expected[:, 2:-1], ops=2 * k.size,
+                         scale=sum_of_abs_terms(x, k))
+    assert np.abs(shifted[:, :2] - expected[:, :2]).max() > 100 * bound
 
 
 @pytest.mark.parametrize(
@@ -208,7 +218,9 @@ def test_conv2d_is_a_sum_of_single_channel_correlations(impl, padding, stride, d
                       for c in range(3)) for o in range(4)], -1)
         for n in range(2)
     ])
-    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+    # two float32 sums of KH*KW*C products each; scale: the same sum of |terms|
+    scale = np.asarray(ops.conv2d(np.abs(x), np.abs(k), impl="xla", **kw)).max()
+    assert_close(got, expected, ops=2 * k[..., 0].size, scale=scale)
 
 
 @pytest.mark.parametrize("padding", ops.PADDINGS)
@@ -222,12 +234,20 @@ def test_conv2d_implementations_agree_in_value_and_gradient(padding, stride, dil
     cot = jax.random.normal(kg, y_xla.shape)
     loss = lambda impl: lambda a, b: jnp.vdot(ops.conv2d(a, b, impl=impl, **kw), cot)
     g_xla = jax.jit(jax.grad(loss("xla"), argnums=(0, 1)))(x, k)
+    # Bounds: each output (and each gradient entry) is a float32 sum of n products, computed
+    # twice in different orders; the scale is the same sum over |terms| (all inputs made
+    # non-negative). n: KH*KW*C for y, KH*KW*O for dx, the number of output pixels for dk.
+    abs_in = (jnp.abs(x), jnp.abs(k))
+    y_scale = jnp.max(ops.conv2d(*abs_in, impl="xla", **kw))
+    abs_loss = lambda a, b: jnp.vdot(ops.conv2d(a, b, impl="xla", **kw), jnp.abs(cot))
+    g_scales = [jnp.max(g) for g in jax.grad(abs_loss, argnums=(0, 1))(*abs_in)]
+    g_terms = [3 * 3 * 5, y_xla.shape[0] * y_xla.shape[1] * y_xla.shape[2]]
     for impl in ("matmul", "auto"):
         y = jax.jit(lambda a, b, impl=impl: ops.conv2d(a, b, impl=impl, **kw))(x, k)
-        np.testing.assert_allclose(y, y_xla, rtol=1e-5, atol=1e-5)
+        assert_close(y, y_xla, ops=2 * 3 * 3 * 3, scale=float(y_scale), err_msg=impl)
         grads = jax.jit(jax.grad(loss(impl), argnums=(0, 1)))(x, k)
-        for a, b in zip(grads, g_xla):
-            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+        for a, b, n, s, name in zip(grads, g_xla, g_terms, g_scales, ("dx", "dk")):
+            assert_close(a, b, ops=2 * n, scale=float(s), err_msg=f"{impl} {name}")
 
 
 def test_auto_impl_follows_backend():

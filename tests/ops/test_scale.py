@@ -8,10 +8,11 @@ from numpy.polynomial import hermite
 
 from cnn_jax import ops
 from cnn_jax.ops import scale as S
+from tests.numerics import assert_close
 
 
 def test_ladder():
-    np.testing.assert_allclose(S.scale_ladder(1.5, 2.0, 3), (1.5, 3.0, 6.0))
+    assert S.scale_ladder(1.5, 2.0, 3) == (1.5, 3.0, 6.0)  # powers of two: exact
 
 
 def test_basis_matches_numpy_hermite_and_scales_as_one_over_sigma_squared():
@@ -26,11 +27,13 @@ def test_basis_matches_numpy_hermite_and_scales_as_one_over_sigma_squared():
             ref *= np.exp(-0.5 * (u[:, None] ** 2 + u[None] ** 2) / sigma**2) / sigma**2
             ratio = basis[s, :, :, b] / np.where(ref == 0, 1, ref)
             scale = ratio[ref != 0]
-            np.testing.assert_allclose(scale, scale[0], rtol=1e-4)  # proportional
-        assert np.isclose(np.linalg.norm(basis[0, :, :, b]), 1.0, atol=1e-5)
+            # proportional: each ratio carries one float32 rounding (the cast), the first too
+            assert_close(scale, np.full_like(scale, scale[0]), ops=2, dtype=np.float32)
+        # 81 float32 squares summed, a root, and the cast of each value
+        assert_close(np.linalg.norm(basis[0, :, :, b]), 1.0, ops=84, dtype=np.float32)
     # the same normalisation at every scale: coefficients ratio is the 1/sigma^2 law
     centre = basis[:, 4, 4, 0]
-    np.testing.assert_allclose(centre[1] / centre[0], 0.25, rtol=1e-5)
+    assert_close(centre[1] / centre[0], 0.25, ops=3)  # two casts and a division
 
 
 def test_lifting_is_one_conv_per_scale(key, variant):
@@ -43,7 +46,8 @@ def test_lifting_is_one_conv_per_scale(key, variant):
     for s in range(3):
         kernel = jnp.einsum("ijb,cob->ijco", basis[s], w)
         ref = ops.conv2d(x, kernel, padding="same", impl="xla", precision="highest")
-        np.testing.assert_allclose(got[..., s], ref, atol=1e-4)
+        # per side: a kernel from 6 basis functions, then 5*5*3 = 75 products per output
+        assert_close(got[..., s], ref, ops=2 * (6 + 75))
 
 
 @pytest.mark.parametrize("span", [1, 2])
@@ -60,7 +64,8 @@ def test_scale_conv_matches_sum_over_neighbouring_scales(key, span):
                 kernel = jnp.einsum("ijb,cob->ijco", basis[s], w[:, j])
                 ref = ref + ops.conv2d(y[..., s + j], kernel, padding="same", impl="xla",
                                        precision="highest")
-        np.testing.assert_allclose(got[..., s], ref, atol=1e-4)
+        # per side: kernels from 6 basis functions, then span * 5*5*2 products per output
+        assert_close(got[..., s], ref, ops=2 * (6 + span * 50))
 
 
 def test_bad_arguments_raise():
