@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnn_jax import ops
+from cnn_jax import layers, models, ops
 from cnn_jax.ops import group as G
 
 
@@ -138,3 +138,46 @@ def test_group_pool():
 def test_bad_arguments_raise(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize("padding", ["same", "circular"])
+def test_even_kernels_are_refused_where_they_break_equivariance(key, padding):
+    x = jnp.zeros((1, 6, 6, 1))
+    match = rf"kernel_size must be odd with padding='{padding}'.*got 2"
+    with pytest.raises(ValueError, match=match):
+        G.lifting_conv2d(x, jnp.zeros((2, 2, 1, 1)), "p4", padding=padding)
+    with pytest.raises(ValueError, match=match):
+        G.group_conv2d(jnp.zeros((1, 6, 6, 1, 4)), jnp.zeros((2, 2, 1, 4, 1)), "p4",
+                       padding=padding)
+    with pytest.raises(ValueError, match=match):
+        layers.LiftingConv(2, kernel_size=2, padding=padding).init(key, x)
+    with pytest.raises(ValueError, match=match):
+        layers.GroupConv(2, kernel_size=2, padding=padding).init(key, jnp.zeros((1, 6, 6, 1, 4)))
+    with pytest.raises(ValueError, match=match):
+        models.get("p4cnn", kernel_size=2, padding=padding).init(key, jnp.zeros((1, 8, 8, 1)))
+
+
+@pytest.mark.parametrize("group", ["p4", "p4m"])
+def test_even_kernels_stay_exact_with_valid_padding(key, group):
+    """Valid padding reads symmetric windows, so an even K is allowed and exact; the same
+    filters with 'same' padding (computed without the check) are far off: the reason for it."""
+    k1, k2, k3 = jax.random.split(key, 3)
+    x = jax.random.normal(k1, (1, 6, 6, 1))
+    lift = jax.random.normal(k2, (2, 2, 1, 3))
+    gkernel = jax.random.normal(k3, (2, 2, 3, G.group_order(group), 2))
+
+    def f(a, padding="valid"):
+        if padding == "valid":
+            return G.group_conv2d(G.lifting_conv2d(a, lift, group, padding="valid"),
+                                  gkernel, group, padding="valid")
+        out = ops.conv2d(a, G.expand_lifting_kernel(lift, group), padding=padding)
+        return out.reshape(*out.shape[:3], 3, G.group_order(group))
+
+    for g in range(G.group_order(group)):
+        got = f(G.transform_grid(x, g, axes=(1, 2)))
+        expected = G.act(f(x), g, group)
+        # rotations permute exactly; only float summation order differs
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    same = lambda a: f(a, "same")
+    err = np.linalg.norm(same(G.transform_grid(x, 1, axes=(1, 2))) - G.act(same(x), 1, group))
+    assert err / np.linalg.norm(same(x)) > 0.3
