@@ -95,8 +95,8 @@ def default_subjects(conv_impl: str = "auto") -> list[Subject]:
     root2 = 2**0.5
     lift = lambda g: layers.LiftingConv(8, group=g, impl=conv_impl)
     gconv = lambda g: layers.GroupConv(8, group=g, impl=conv_impl)
-    slift = layers.ScaleLiftingConv(8, sigma0=0.8, ratio=root2, kernel_size=9, impl=conv_impl)
-    sconv = layers.ScaleConv(8, sigma0=0.8, ratio=root2, kernel_size=9, impl=conv_impl)
+    slift = layers.ScaleLiftingConv(8, sigma0=0.8, ratio=root2, impl=conv_impl)
+    sconv = layers.ScaleConv(8, sigma0=0.8, ratio=root2, impl=conv_impl)
     return [
         Subject("conv3x3 circular", layers.Conv2D(8, 3, padding="circular", impl=conv_impl)),
         Subject("conv3x3 same", layers.Conv2D(8, 3, padding="same", impl=conv_impl)),
