@@ -81,3 +81,21 @@ class SESN(nn.Module):
         x, features = run_stages(x, convs, activation(self.activation), self.pool,
                                  self.pool_window)
         return invariant_head(x, features, self.scale_pool, "scale_pool", self.num_classes)
+
+    def scale_reach(self) -> dict[str, int]:
+        """{stage: how many scales above its own an output scale reads} for the scale maps.
+
+        Each scale conv reads ``scale_span`` neighbouring scales, so after ``i`` of them an
+        output scale ``s`` depends on the input at scales ``s .. s + i * (scale_span - 1)``
+        (spatial pools keep it). ``equivariance.sweep(..., scale_reach=...)`` leaves out the
+        scales where that range leaves the ladder.
+
+        >>> SESN(features=(4, 4, 4), scale_span=2, pool="max").scale_reach()
+        {'lift': 0, 'pool_1': 0, 'sconv_2': 1, 'pool_2': 1, 'sconv_3': 2}
+        """
+        reach = {}
+        for i in range(1, len(self.features) + 1):
+            reach["lift" if i == 1 else f"sconv_{i}"] = (i - 1) * (self.scale_span - 1)
+            if self.pool != "none" and i < len(self.features):
+                reach[f"pool_{i}"] = (i - 1) * (self.scale_span - 1)
+        return reach
