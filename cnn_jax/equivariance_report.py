@@ -82,6 +82,9 @@ class Subject:
       module: the Flax module (a layer returns an array, a model ``(logits, features)``).
       group: what the trailing axis of rank-5 outputs is: "p4", "p4m", "scale" or None.
       scale_ratio: neighbouring-scale ratio for ``group="scale"``.
+      scale_reach: for ``group="scale"``: scales above its own that an output scale reads,
+        {stage: int} or one int (``equivariance.sweep`` leaves out the scales where that
+        leaves the ladder).
       params: trained variables; None draws random ones.
     """
 
@@ -90,6 +93,7 @@ class Subject:
     group: str | None = None
     scale_ratio: float | None = None
     params: object = None
+    scale_reach: object = 0
 
 
 def default_subjects(conv_impl: str = "auto") -> list[Subject]:
@@ -98,8 +102,8 @@ def default_subjects(conv_impl: str = "auto") -> list[Subject]:
     root2 = 2**0.5
     lift = lambda g: layers.LiftingConv(8, group=g, impl=conv_impl)
     gconv = lambda g: layers.GroupConv(8, group=g, impl=conv_impl)
-    slift = layers.ScaleLiftingConv(8, sigma0=0.8, ratio=root2, kernel_size=9, impl=conv_impl)
-    sconv = layers.ScaleConv(8, sigma0=0.8, ratio=root2, kernel_size=9, impl=conv_impl)
+    slift = layers.ScaleLiftingConv(8, sigma0=0.8, ratio=root2, impl=conv_impl)
+    sconv = layers.ScaleConv(8, sigma0=0.8, ratio=root2, impl=conv_impl)
     return [
         Subject("conv3x3 circular", layers.Conv2D(8, 3, padding="circular", impl=conv_impl)),
         Subject("conv3x3 same", layers.Conv2D(8, 3, padding="same", impl=conv_impl)),
@@ -120,8 +124,7 @@ def default_subjects(conv_impl: str = "auto") -> list[Subject]:
         Subject("lcn", models.get("lcn")),
         Subject("p4cnn", models.get("p4cnn", conv_impl=conv_impl), group="p4"),
         Subject("p4mcnn", models.get("p4mcnn", conv_impl=conv_impl), group="p4m"),
-        Subject("sesn", models.get("sesn", conv_impl=conv_impl), group="scale",
-                scale_ratio=2**0.5),
+        _scale_model_subject("sesn", models.get("sesn", conv_impl=conv_impl)),
     ]
 
 
@@ -186,6 +189,11 @@ def check_traceable(subject: Subject, shape: Sequence[int], seed: int = 0) -> No
                          f"({type(e).__name__}: {first[:200]})") from e
 
 
+def _scale_model_subject(name: str, module, params=None) -> Subject:
+    return Subject(name, module, group="scale", scale_ratio=module.ratio, params=params,
+                   scale_reach=module.scale_reach())
+
+
 def smooth_images(shape: Sequence[int], *, sigma: float = 2.0, seed: int = 0) -> np.ndarray:
     """[N, H, W, C] float32 periodic Gaussian-smoothed noise with unit standard deviation."""
     if len(shape) != 4:
@@ -233,7 +241,8 @@ def _measure(subject: Subject, x, magnitudes, seed: int):
     rows = []
     for kind, mags in magnitudes.items():
         curves = equivariance.sweep(f, x, kind, mags, group=subject.group,
-                                    scale_ratio=subject.scale_ratio)
+                                    scale_ratio=subject.scale_ratio,
+                                    scale_reach=subject.scale_reach)
         for stage in order:
             rows += [(subject.name, kind, stage, float(m), float(e))
                      for m, e in zip(mags, curves[stage], strict=True)]
@@ -366,8 +375,8 @@ def trained_subject(model_name: str, model_kwargs: dict, params) -> Subject:
     head = variables["params"].get("head", {}) if hasattr(variables["params"], "get") else {}
     if "num_classes" not in kwargs and "kernel" in head:
         kwargs["num_classes"] = int(head["kernel"].shape[-1])
-    group = {"p4cnn": "p4", "p4mcnn": "p4m", "sesn": "scale"}.get(model_name)
     module = models.get(model_name, **kwargs)
-    ratio = module.ratio if group == "scale" else None
-    return Subject(f"trained {model_name}", module, group=group, scale_ratio=ratio,
-                   params=variables)
+    if model_name == "sesn":
+        return _scale_model_subject(f"trained {model_name}", module, variables)
+    group = {"p4cnn": "p4", "p4mcnn": "p4m"}.get(model_name)
+    return Subject(f"trained {model_name}", module, group=group, params=variables)

@@ -7,8 +7,8 @@ import pytest
 from cnn_jax import models, ops, receptive_field
 
 
-def conv_stack(key, depth, stride=1, pool=False):
-    """depth x (3x3 'valid' conv [+ 2x2 max-pool]); returns f and the layer list."""
+def conv_stack(key, depth, stride=1, pool=None):
+    """depth x (3x3 'valid' conv [+ 2x2 "max" or "avg" pool]); returns f and the layer list."""
     keys = jax.random.split(key, depth)
     kernels = [jax.random.normal(k, (3, 3, 1, 1)) for k in keys]
     layers = []
@@ -16,27 +16,44 @@ def conv_stack(key, depth, stride=1, pool=False):
         layers.append((3, stride))
         if pool:
             layers.append((2, 2))
+    pool_fn = {"max": ops.max_pool2d, "avg": ops.avg_pool2d}.get(pool)
 
     def f(x):
         for k in kernels:
             x = jnp.tanh(ops.conv2d(x, k, stride=stride))
-            if pool:
-                x = ops.max_pool2d(x, 2)
+            if pool_fn is not None:
+                x = pool_fn(x, 2)
         return x
 
     return f, layers
 
 
-@pytest.mark.parametrize("depth, stride, pool", [(1, 1, False), (3, 1, False), (5, 1, False),
-                                                 (2, 2, False), (2, 1, True)])
+@pytest.mark.parametrize("depth, stride, pool", [(1, 1, None), (3, 1, None), (5, 1, None),
+                                                 (2, 2, None), (2, 1, "avg")])
 def test_gradient_support_matches_the_analytic_receptive_field(key, depth, stride, pool):
+    """Random kernels, tanh and an average pool pass gradient to every pixel they read."""
     f, layers = conv_stack(key, depth, stride, pool)
     x = jax.random.normal(jax.random.fold_in(key, 1), (1, 33, 33, 1))
     rf, _ = receptive_field.analytic(layers)[-1]
-    if pool:  # max-pool routes the gradient to one pixel per window: support <= analytic
-        assert receptive_field.support(receptive_field.gradient_map(f, x))[0] <= rf
-    else:
-        assert receptive_field.support(receptive_field.gradient_map(f, x)) == (rf, rf)
+    assert receptive_field.support(receptive_field.gradient_map(f, x)) == (rf, rf)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_max_pool_routes_the_gradient_to_one_unit_per_window(key, seed):
+    """A max-pool unit's gradient is that of the one unit it picks, so its support is that
+    unit's. conv -> pool: exactly the conv's 3 (not the analytic 4). conv -> pool -> conv ->
+    pool: the last pool adds nothing; its unit sees one conv_2 unit, whose 3 pool_1 inputs
+    per axis (2 px apart) each pick one of 2 conv_1 units of 3 px: the support spans
+    4 + (b - a) + 3 with a, b in {0, 1} -- between 6 and the conv_2 analytic field, 8."""
+    x = jax.random.normal(jax.random.fold_in(key, seed), (1, 33, 33, 1))
+    f1, layers1 = conv_stack(jax.random.fold_in(key, 10 + seed), 1, 1, "max")
+    assert receptive_field.analytic(layers1)[-1][0] == 4
+    assert receptive_field.support(receptive_field.gradient_map(f1, x)) == (3, 3)
+    f2, layers2 = conv_stack(jax.random.fold_in(key, 20 + seed), 2, 1, "max")
+    rf_before_last_pool = receptive_field.analytic(layers2[:-1])[-1][0]
+    assert rf_before_last_pool == 8
+    for size in receptive_field.support(receptive_field.gradient_map(f2, x)):
+        assert 6 <= size <= rf_before_last_pool
 
 
 def test_receptive_field_grows_linearly_with_depth_for_stride_one():

@@ -13,13 +13,14 @@ from cnn_jax.ops import blur as blur_ops
 class BlurPool(nn.Module):
     """Binomial blur, then subsampling by ``stride`` (replaces a strided subsampling).
 
-    Attributes: filter_size, stride, padding, impl as ``ops.blur.blur_pool2d``.
-    [N, H, W, C] -> [N, H', W', C].
+    Attributes: filter_size, stride, padding, impl as ``ops.blur.blur_pool2d`` (padding
+    "reflect" by default, as Zhang 2019).
+    [N, H, W, C] -> [N, ceil(H / stride), ceil(W / stride), C].
     """
 
     filter_size: int = 3
     stride: int | Sequence[int] = 2
-    padding: str = "same"
+    padding: str = "reflect"
     impl: str = "auto"
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -30,14 +31,16 @@ class BlurPool(nn.Module):
 class MaxBlurPool(nn.Module):
     """Dense max over ``window``, then BlurPool: the anti-aliased max-pool.
 
-    Attributes: window, stride, filter_size, padding, impl as ``ops.blur.max_blur_pool2d``.
-    [N, H, W, C] -> [N, H', W', C].
+    Attributes: window, stride, filter_size, padding, impl as ``ops.blur.max_blur_pool2d``
+    (padding "reflect" by default).
+    [N, H, W, C] -> [N, H', W', C] with ``ops.max_pool2d(x, window, stride)``'s size:
+    H' = floor((H - window) / stride) + 1.
     """
 
-    window: int = 2
+    window: int | Sequence[int] = 2
     stride: int | Sequence[int] = 2
     filter_size: int = 3
-    padding: str = "same"
+    padding: str = "reflect"
     impl: str = "auto"
 
     def __call__(self, x: jax.Array) -> jax.Array:

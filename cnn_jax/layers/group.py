@@ -11,10 +11,11 @@ from cnn_jax.ops import group as group_ops
 from cnn_jax.ops.conv import as_tuple
 
 
-def _square_kernel(kernel_size) -> int:
+def _square_kernel(kernel_size, padding: str) -> int:
     kh, kw = as_tuple(kernel_size, 2, "kernel_size")
     if kh != kw:
         raise ValueError(f"kernel_size must be square for a group conv, got {kernel_size!r}")
+    group_ops.check_centred_kernel(kh, padding)
     return kh
 
 
@@ -38,7 +39,8 @@ class LiftingConv(_GroupConvAttributes):
     Attributes:
       features: filters O (each yields G maps).
       group: "p4" or "p4m".
-      kernel_size: odd int K keeps the rotation centre on a pixel.
+      kernel_size: K; must be odd with "same" or "circular" padding (an even window moves the
+        rotation centre off the grid and raises ValueError); any K with "valid" or "full".
       stride, padding: as ``ops.conv2d``.
       use_bias: one bias per filter, shared over the group (keeps equivariance).
       impl: ``ops.conv2d`` implementation.
@@ -48,7 +50,7 @@ class LiftingConv(_GroupConvAttributes):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        k = _square_kernel(self.kernel_size)
+        k = _square_kernel(self.kernel_size, self.padding)
         kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
         y = group_ops.lifting_conv2d(x, kernel, self.group, padding=self.padding,
                                      stride=self.stride, impl=self.impl)
@@ -70,7 +72,7 @@ class GroupConv(_GroupConvAttributes):
 
     @nn.compact
     def __call__(self, y: jax.Array) -> jax.Array:
-        k = _square_kernel(self.kernel_size)
+        k = _square_kernel(self.kernel_size, self.padding)
         n = group_ops.group_order(self.group)
         if y.ndim != 5 or y.shape[-1] != n:
             raise ValueError(f"input must be [N, H, W, C, {n}] for group {self.group!r}, got "

@@ -24,7 +24,7 @@ class _ScaleBasis(nn.Module):
     num_scales: int = 3
     sigma0: float = 1.0
     ratio: float = 2**0.5
-    kernel_size: int = 7
+    kernel_size: int | None = None
     order: int = 2
     padding: str = "same"
     use_bias: bool = True
@@ -32,7 +32,10 @@ class _ScaleBasis(nn.Module):
 
     def basis(self) -> jax.Array:
         scales = scale_ops.scale_ladder(self.sigma0, self.ratio, self.num_scales)
-        return jnp.asarray(scale_ops.hermite_gaussian_basis(self.kernel_size, scales, self.order))
+        size = self.kernel_size
+        if size is None:
+            size = scale_ops.kernel_size_for(scales[-1], self.order)
+        return jnp.asarray(scale_ops.hermite_gaussian_basis(size, scales, self.order))
 
 
 class ScaleLiftingConv(_ScaleBasis):
@@ -41,7 +44,9 @@ class ScaleLiftingConv(_ScaleBasis):
     Attributes:
       features: filters O.
       num_scales: S; sigma0, ratio: the ladder ``sigma0 * ratio^s``.
-      kernel_size: odd K (large enough for the coarsest scale, about 6 * sigma_max).
+      kernel_size: odd K; None (default) derives it from the coarsest scale and the order
+        (``ops.scale.kernel_size_for``: 13 for the ladder 0.8 * sqrt(2)^s, s < 3, order 2).
+        A smaller window truncates the coarsest filters and costs equivariance there.
       order: Hermite degree of the basis (B = (order+1)(order+2)/2 functions).
       padding, impl: as ``ops.conv2d``; use_bias: one bias per filter, shared over scales.
 

@@ -37,7 +37,7 @@ class GroupCNN(nn.Module):
       group: "p4" or "p4m".
       features: filters per stage (the first stage is the lifting conv). Each filter gives
         G maps, so a p4 stage with F filters has the activations of a plain 4F-channel conv.
-      kernel_size: odd int.
+      kernel_size: odd int (an even one raises ValueError: it breaks the symmetry).
       padding: "same" or "circular".
       activation: name from ``layers.conv.ACTIVATIONS`` (pointwise, so it commutes).
       pool: "max", "avg" or "none": spatial pooling after every stage but the last.

@@ -25,6 +25,7 @@ from cnn_jax.ops.group import group_pool
 
 __all__ = [
     "hermite_gaussian_basis",
+    "kernel_size_for",
     "scale_conv2d",
     "scale_ladder",
     "scale_lifting_conv2d",
@@ -49,6 +50,44 @@ def _hermite(n: int, t: np.ndarray) -> np.ndarray:
     for k in range(1, n):
         prev, cur = cur, 2 * t * cur - 2 * k * prev
     return cur
+
+
+def kernel_size_for(sigma: float, order: int = 2, *, tol: float = 0.01) -> int:
+    """The smallest odd kernel size whose window holds the basis at ``sigma`` up to ``tol``.
+
+    The basis functions are products of 1-D factors ``H_n(t) exp(-t^2 / 2)``, ``t = u / sigma``,
+    ``n <= order``. A K x K window keeps ``|u| <= K / 2`` pixels; K is the smallest odd size
+    for which every factor keeps all but ``tol`` of its L2 norm (the fraction outside is
+    ``sqrt(int_{|t| > K / (2 sigma)} H_n^2 e^{-t^2} / int H_n^2 e^{-t^2})``). The rule of
+    thumb "about 6 sigma" is this rule for the Gaussian alone (order 0); the higher Hermite
+    factors reach further: at order 2 it asks for about 8 sigma.
+
+    Args:
+      sigma: the coarsest scale of the ladder (pixels, > 0).
+      order: maximal Hermite degree, as in ``hermite_gaussian_basis``.
+      tol: largest fraction of a factor's L2 norm that may fall outside the window.
+
+    Returns:
+      Odd int K.
+
+    >>> kernel_size_for(1.6, order=2), kernel_size_for(1.6, order=0)
+    (13, 9)
+    """
+    if not sigma > 0:
+        raise ValueError(f"sigma must be > 0, got {sigma!r}")
+    if not isinstance(order, int) or order < 0:
+        raise ValueError(f"order must be a non-negative int, got {order!r}")
+    if not 0 < tol < 1:
+        raise ValueError(f"tol must be in (0, 1), got {tol!r}")
+    t = np.linspace(0.0, 12.0 + 2.0 * order, 200_001)  # the factors are even in t
+    dt = t[1] - t[0]
+    density = np.stack([_hermite(n, t) ** 2 * np.exp(-(t**2)) for n in range(order + 1)])
+    beyond = np.cumsum(density[:, ::-1], axis=1)[:, ::-1] * dt  # [n, i]: integral over t >= t_i
+    fraction = np.sqrt(beyond / beyond[:, :1])
+    size = 1
+    while fraction[:, min(np.searchsorted(t, size / (2 * sigma)), len(t) - 1)].max() > tol:
+        size += 2
+    return size
 
 
 def hermite_gaussian_basis(size: int, scales: Sequence[float], order: int = 2) -> np.ndarray:

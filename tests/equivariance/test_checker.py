@@ -114,3 +114,34 @@ def test_random_parameters_match_init_shapes(key):
                                   E.random_parameters(module, (1, 6, 6, 2), 3)["params"]["kernel"])
     assert 0.5 < float(jnp.std(params["params"]["kernel"])) * np.sqrt(3 * 3 * 2) < 2
     np.testing.assert_array_equal(params["params"]["bias"], 0.0)
+
+
+def test_sweep_leaves_out_scales_whose_reach_leaves_the_ladder():
+    """A scale_span=2 conv reads scale s + 1 too, which past the ladder is zero on one side
+    only: the sweep keeps just the scales where both sides stay on the ladder."""
+    from cnn_jax import models
+    from cnn_jax.equivariance_report import smooth_images
+
+    model = models.get("sesn", features=(4, 4), scale_span=2, conv_impl="xla")
+    assert model.scale_reach() == {"lift": 0, "sconv_2": 1}
+    x = smooth_images((1, 32, 32, 1), sigma=2.0, seed=0)
+    params = E.random_parameters(model, x.shape, 0)
+    f = jax.jit(lambda a: model.apply(params, a))
+    ratio = 2**0.5
+    sweep = lambda reach: E.sweep(f, x, "scale", [ratio, 1 / ratio], group="scale",
+                                  scale_ratio=ratio, scale_reach=reach)
+    kept, everything = sweep(model.scale_reach()), sweep(0)
+    # by hand, 3 scales, reach 1: zoom in compares scale 1 only, zoom out scale 0 only
+    mask = E.central_mask(32, 32, radius=8)
+    fx = f(x)[1]["sconv_2"]
+    for t, (steps, s) in enumerate([(1, 1), (-1, 0)]):
+        got = f(T.scale(x, ratio**steps))[1]["sconv_2"][..., s]
+        expected = T.scale_group(fx, ratio, steps)[..., s]
+        # the same computation, up to float summation order
+        np.testing.assert_allclose(kept["sconv_2"][t], E.relative_error(got, expected, mask),
+                                   rtol=1e-4)
+    assert kept["sconv_2"].max() < 0.1 < 0.3 < everything["sconv_2"].min()  # control
+    np.testing.assert_array_equal(kept["lift"], everything["lift"])  # lift reads one scale
+    assert np.isnan(sweep({"sconv_2": 2})["sconv_2"]).all()  # nothing left to compare
+    with pytest.raises(ValueError, match="scale_reach"):
+        sweep(-1)

@@ -112,3 +112,16 @@ def test_script_usage_errors(tmp_path, args, match):
     workdir = [] if match.startswith("--workdir") else [f"--workdir={tmp_path}"]
     proc = run_script(*workdir, *args)
     assert proc.returncode == 2 and match in proc.stderr
+
+
+def test_report_measures_sesn_only_where_the_scale_ladder_holds(tmp_path):
+    model = models.get("sesn", features=(4, 4), scale_span=2, conv_impl="xla")
+    params = equivariance.random_parameters(model, (2, 28, 28, 1), 0)["params"]
+    subject = report.trained_subject("sesn", {"features": (4, 4), "scale_span": 2,
+                                              "conv_impl": "xla"}, params)
+    assert subject.scale_reach == {"lift": 0, "sconv_2": 1}
+    out = report.run_report(str(tmp_path), [subject], magnitudes={"scale": (0.71, 1.41)},
+                            figures=False, log=lambda _: None)
+    errors = {r[3]: r[4] for r in out["rows"] if r[2] == "sconv_2"}
+    assert set(errors) == {0.71, 1.41}
+    assert max(errors.values()) < 0.1  # 0.4-0.5 with the off-ladder scale counted

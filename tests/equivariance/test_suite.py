@@ -357,3 +357,34 @@ def test_blurpool_reduces_aliasing_of_stride2_maxpool(key):
     for f in (maxpool, blur):
         E.assert_equivariant(*E.equivariance_test(f, x, lambda a: T.shift(a, 2, 2),
                                                   lambda y: T.shift(y, 1, 1)), tol=TOL)
+
+
+def sesn_errors_per_scale(model, x, steps=1):
+    """Relative error of scale s of f(g x) against the zoomed scale s - steps of f(x), for each
+    s that stays on the ladder, at the "lift" and "sconv_2" stages (central disk)."""
+    ratio = model.ratio
+    params = E.random_parameters(model, x.shape, 0)
+    f = jax.jit(lambda a: model.apply(params, a)[1])
+    fx, fgx = f(x), f(T.scale(x, ratio**steps))
+    mask = E.central_mask(*x.shape[1:3], radius=min(x.shape[1:3]) / 4)
+    errors = {}
+    for stage in ("lift", "sconv_2"):
+        expected = T.scale_group(fx[stage], ratio, steps)
+        errors[stage] = [float(E.relative_error(fgx[stage][..., s], expected[..., s], mask))
+                         for s in range(steps, model.num_scales)]
+    return errors
+
+
+def test_sesn_default_kernel_holds_the_coarsest_scale():
+    """Zooming by sqrt(2) moves every map one scale up; with a window that holds the coarsest
+    filter the error at the step to the top scale is no larger than at the step to scale 1
+    (both are the zoom's interpolation error). The old 9x9 window truncated sigma = 1.6."""
+    from cnn_jax.equivariance_report import smooth_images
+
+    x = smooth_images((1, 64, 64, 1), sigma=4.0, seed=0)
+    new = sesn_errors_per_scale(models.get("sesn", conv_impl="xla"), x)
+    old = sesn_errors_per_scale(models.get("sesn", kernel_size=9, conv_impl="xla"), x)
+    print(f"zoom sqrt2 per scale step: default {new}, K=9 {old}")
+    for stage in ("lift", "sconv_2"):
+        assert new[stage][1] < 1.3 * new[stage][0] and max(new[stage]) < 0.03
+        assert old[stage][1] > 3 * old[stage][0]  # negative control: the truncated window

@@ -74,10 +74,15 @@ def test_scale_layers(key):
         layers.ScaleConv(3, num_scales=4, kernel_size=7).init(key, y)
 
 
-def test_blur_layers(key):
-    x = jax.random.normal(key, (2, 8, 8, 3))
-    # the layers call these ops with the same arguments: the same computation, bit for bit
-    np.testing.assert_array_equal(layers.BlurPool().apply({}, x), blur_ops.blur_pool2d(x))
-    np.testing.assert_array_equal(layers.MaxBlurPool(padding="circular").apply({}, x),
-                                  blur_ops.max_blur_pool2d(x, 2, padding="circular"))
-    assert layers.MaxBlurPool().apply({}, x).shape == ops.max_pool2d(x, 2).shape
+@pytest.mark.parametrize("height,width", [(8, 8), (9, 9), (7, 10)])
+def test_blur_layers(key, height, width):
+    x = jax.random.normal(key, (2, height, width, 3))
+    blur = layers.BlurPool().apply({}, x)
+    np.testing.assert_array_equal(blur, blur_ops.blur_pool2d(x, padding="reflect"))
+    assert blur.shape == (2, -(-height // 2), -(-width // 2), 3)  # ceil, like a strided conv
+    for padding in ("reflect", "circular"):
+        got = layers.MaxBlurPool(padding=padding).apply({}, x)
+        np.testing.assert_array_equal(got, blur_ops.max_blur_pool2d(x, 2, padding=padding))
+        assert got.shape == ops.max_pool2d(x, 2).shape == (2, height // 2, width // 2, 3)
+    np.testing.assert_array_equal(layers.MaxBlurPool().apply({}, x),
+                                  blur_ops.max_blur_pool2d(x, 2, padding="reflect"))

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnn_jax import ops
+from cnn_jax import layers, models, ops
 from cnn_jax.ops import group as G
 from tests.numerics import assert_close
 
@@ -74,25 +74,84 @@ def test_lifting_conv_is_one_correlation_per_transformed_filter(key, group, vari
         assert_close(got[..., g], ref, ops=2 * 27)  # two sums of 3*3*3 products
 
 
+def element_matrices(group):
+    """[G, 2, 2] integer matrices M_g acting on centred (row, col) offsets, g = 4 m + r.
+
+    From the documented action on arrays alone: F reverses the column axis, (F A)(u, v) =
+    A(u, -v); R is a quarter turn as numpy's rot90, (R A)(u, v) = A(v, -u); T_g = R^r F^m
+    and (T_g A)(x) = A(M_g^-1 x), so M_g = M_R^r M_F^m.
+    """
+    m_r = np.array([[0, -1], [1, 0]])  # inverse of (u, v) -> (v, -u)
+    m_f = np.array([[1, 0], [0, -1]])
+    n = G.group_order(group)
+    return np.stack([np.linalg.matrix_power(m_r, g % 4) @ np.linalg.matrix_power(m_f, g // 4)
+                     for g in range(n)])
+
+
+def group_correlation_reference(f, psi, group, padding):
+    """Cohen & Welling (2016), eq. for G-correlation on a G-feature map, taken literally:
+
+    [f * psi](t, M) = sum_{y in Z^2} sum_{N in H} sum_c f_c(y, N) psi_c(M^-1 (y - t), M^-1 N),
+
+    the group elements being roto-(reflection-)translations (t, M) with M an integer matrix,
+    so that (t, M)^-1 (y, N) = (M^-1 (y - t), M^-1 N). Pixel coordinates are (row, col); a
+    filter index e sits at offset e - (K - 1) / 2 from the filter's centre; output position i
+    has its centre at t = i + (K - 1) / 2 ("valid") or t = i ("same", odd K; zero outside).
+
+    Args:
+      f: [H, W, C, G]; psi: [K, K, C, G, O] (numpy).
+
+    Returns:
+      [H', W', O, G].
+    """
+    mats = element_matrices(group)
+    n = len(mats)
+    index = {m.tobytes(): g for g, m in enumerate(mats)}
+    h, w, c, _ = f.shape
+    k, o = psi.shape[0], psi.shape[-1]
+    centre = (k - 1) / 2
+    lead = centre if padding == "valid" else 0.0
+    oh, ow = (h - k + 1, w - k + 1) if padding == "valid" else (h, w)
+    inverses = [np.round(np.linalg.inv(m)).astype(int) for m in mats]
+    # src[g][N]: the index of M_g^-1 M_N
+    src = [[index[(m_inv @ m).tobytes()] for m in mats] for m_inv in inverses]
+    out = np.zeros((oh, ow, o, n))
+    for i, j, g in itertools.product(range(oh), range(ow), range(n)):
+        t = np.array([i + lead, j + lead])
+        for y in itertools.product(range(h), range(w)):
+            e = inverses[g] @ (np.array(y) - t) + centre  # filter index of M^-1 (y - t)
+            if not ((0 <= e) & (e <= k - 1)).all():
+                continue
+            a, b = (int(round(v)) for v in e)
+            # sum over N and c of f_c(y, N) psi_c(M^-1 (y - t), M^-1 N)
+            out[i, j, :, g] += np.einsum("cn,cno->o", f[y[0], y[1]], psi[a, b][:, src[g]])
+    return out
+
+
 @pytest.mark.parametrize("group", ["p4", "p4m"])
-def test_group_conv_matches_definition(key, group):
-    """out[x, o, g] = sum_{y, c, h} f[y, c, h] psi[g^-1 (y - x), c, g^-1 h], on an 11x11 sum."""
+@pytest.mark.parametrize("size, padding", [(3, "valid"), (3, "same"), (2, "valid")])
+def test_group_conv_matches_definition(key, group, size, padding):
+    """Against the paper's formula over group elements as matrices, on a 5x5 input."""
     n = G.group_order(group)
     k1, k2 = jax.random.split(key)
     y = np.asarray(jax.random.normal(k1, (1, 5, 5, 2, n)))
-    kernel = np.asarray(jax.random.normal(k2, (3, 3, 2, n, 2)))
-    got = np.asarray(G.group_conv2d(jnp.asarray(y), jnp.asarray(kernel), group, padding="valid"))
-    table, inv = G.cayley_table(group), G.inverse(group)
-    ref = np.zeros((1, 3, 3, 2, n))
-    for g in range(n):
-        for h in range(n):
-            src = table[inv[g], h]  # g^-1 h
-            for c, o in itertools.product(range(2), range(2)):
-                filt = plane_map(*divmod(g, 4))(kernel[:, :, c, src, o])
-                for i, j in itertools.product(range(3), range(3)):
-                    ref[0, i, j, o, g] += np.sum(y[0, i:i + 3, j:j + 3, c, h] * filt)
-    # ours: one sum of 3*3*2*n products; the reference: float32 sums of 9, added in float64
-    assert_close(got, ref, ops=2 * 3 * 3 * 2 * n)
+    kernel = np.asarray(jax.random.normal(k2, (size, size, 2, n, 3)))
+    got = G.group_conv2d(jnp.asarray(y), jnp.asarray(kernel), group, padding=padding,
+                         impl="xla", precision="highest")
+    ref = group_correlation_reference(y[0], kernel, group, padding)
+    # float32 sums of 2 * n * K^2 products of unit normals against a float64 reference
+    assert_close(got[0], ref, ops=2 * 2 * n * size * size)
+
+
+def test_group_reference_is_sensitive_to_the_element_convention(key):
+    """Negative control: the reference with R turned the other way disagrees (p4)."""
+    k1, k2 = jax.random.split(key)
+    y = np.asarray(jax.random.normal(k1, (1, 5, 5, 1, 4)))
+    kernel = np.asarray(jax.random.normal(k2, (3, 3, 1, 4, 1)))
+    got = np.asarray(G.group_conv2d(jnp.asarray(y), jnp.asarray(kernel), "p4", padding="valid",
+                                    impl="xla", precision="highest"))
+    mirrored = group_correlation_reference(y[0, :, ::-1], kernel[:, ::-1], "p4", "valid")
+    assert np.abs(got[0] - mirrored[:, ::-1]).max() > 0.1
 
 
 @pytest.mark.parametrize("group", ["p4", "p4m"])
@@ -127,10 +186,22 @@ def test_keeps_centre():
         G.keeps_centre(2, 3, 1)
 
 
-def test_group_pool():
-    y = jnp.arange(24.0).reshape(1, 1, 2, 3, 4)
-    np.testing.assert_array_equal(G.group_pool(y), y[..., 3])
-    np.testing.assert_array_equal(G.group_pool(y, "mean"), y[..., 1:3].mean(-1))
+@pytest.mark.parametrize("group", ["p4", "p4m"])
+def test_group_pool(key, group):
+    n = G.group_order(group)
+    y = np.asarray(jax.random.normal(key, (2, 4, 4, 3, n)))
+    maximum, total = y[..., 0], y[..., 0].astype(np.float64)
+    for g in range(1, n):  # running max and sum over the group axis
+        maximum, total = np.maximum(maximum, y[..., g]), total + y[..., g]
+    np.testing.assert_array_equal(G.group_pool(y), maximum)  # max: exact, no arithmetic
+    np.testing.assert_allclose(G.group_pool(y, "mean"), total / n, rtol=1e-5, atol=1e-6)
+    # invariance: acting on the group map only transforms the pooled grid
+    for u in range(n):
+        moved = G.act(y, u, group)
+        for reduce in ("max", "mean"):
+            np.testing.assert_allclose(
+                G.group_pool(moved, reduce),
+                G.transform_grid(G.group_pool(y, reduce), u, axes=(1, 2)), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("call,match", [
@@ -145,3 +216,46 @@ def test_group_pool():
 def test_bad_arguments_raise(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize("padding", ["same", "circular"])
+def test_even_kernels_are_refused_where_they_break_equivariance(key, padding):
+    x = jnp.zeros((1, 6, 6, 1))
+    match = rf"kernel_size must be odd with padding='{padding}'.*got 2"
+    with pytest.raises(ValueError, match=match):
+        G.lifting_conv2d(x, jnp.zeros((2, 2, 1, 1)), "p4", padding=padding)
+    with pytest.raises(ValueError, match=match):
+        G.group_conv2d(jnp.zeros((1, 6, 6, 1, 4)), jnp.zeros((2, 2, 1, 4, 1)), "p4",
+                       padding=padding)
+    with pytest.raises(ValueError, match=match):
+        layers.LiftingConv(2, kernel_size=2, padding=padding).init(key, x)
+    with pytest.raises(ValueError, match=match):
+        layers.GroupConv(2, kernel_size=2, padding=padding).init(key, jnp.zeros((1, 6, 6, 1, 4)))
+    with pytest.raises(ValueError, match=match):
+        models.get("p4cnn", kernel_size=2, padding=padding).init(key, jnp.zeros((1, 8, 8, 1)))
+
+
+@pytest.mark.parametrize("group", ["p4", "p4m"])
+def test_even_kernels_stay_exact_with_valid_padding(key, group):
+    """Valid padding reads symmetric windows, so an even K is allowed and exact; the same
+    filters with 'same' padding (computed without the check) are far off: the reason for it."""
+    k1, k2, k3 = jax.random.split(key, 3)
+    x = jax.random.normal(k1, (1, 6, 6, 1))
+    lift = jax.random.normal(k2, (2, 2, 1, 3))
+    gkernel = jax.random.normal(k3, (2, 2, 3, G.group_order(group), 2))
+
+    def f(a, padding="valid"):
+        if padding == "valid":
+            return G.group_conv2d(G.lifting_conv2d(a, lift, group, padding="valid"),
+                                  gkernel, group, padding="valid")
+        out = ops.conv2d(a, G.expand_lifting_kernel(lift, group), padding=padding)
+        return out.reshape(*out.shape[:3], 3, G.group_order(group))
+
+    for g in range(G.group_order(group)):
+        got = f(G.transform_grid(x, g, axes=(1, 2)))
+        expected = G.act(f(x), g, group)
+        # rotations permute exactly; only float summation order differs
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    same = lambda a: f(a, "same")
+    err = np.linalg.norm(same(G.transform_grid(x, 1, axes=(1, 2))) - G.act(same(x), 1, group))
+    assert err / np.linalg.norm(same(x)) > 0.3

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from numpy.polynomial import hermite
 
-from cnn_jax import ops
+from cnn_jax import layers, ops
 from cnn_jax.ops import scale as S
 from tests.numerics import assert_close
 
@@ -80,3 +80,29 @@ def test_bad_arguments_raise():
         S.scale_conv2d(jnp.zeros((1, 4, 4, 1, 3)), jnp.zeros((1, 1, 1, 6)), basis)
     with pytest.raises(ValueError, match="weights"):
         S.scale_lifting_conv2d(jnp.zeros((1, 4, 4, 1)), jnp.zeros((1, 1, 5)), basis)
+
+
+@pytest.mark.parametrize("sigma, order", [(1.6, 0), (1.6, 2), (0.8, 2), (2.0, 1), (3.0, 3)])
+def test_kernel_size_for_is_the_smallest_window_within_tolerance(sigma, order):
+    """Against scipy: the norm fraction of every Hermite factor beyond K / 2 pixels."""
+    from scipy.integrate import quad
+    from scipy.special import eval_hermite
+
+    def outside(size):
+        fractions = []
+        for n in range(order + 1):
+            density = lambda t, n=n: eval_hermite(n, t) ** 2 * np.exp(-t * t)
+            tail = quad(density, size / (2 * sigma), np.inf)[0]
+            fractions.append(np.sqrt(tail / quad(density, 0, np.inf)[0]))
+        return max(fractions)
+
+    size = S.kernel_size_for(sigma, order, tol=0.01)
+    assert size % 2 == 1
+    assert outside(size) <= 0.01 < outside(size - 2)
+
+
+def test_scale_layers_derive_their_default_window():
+    layer = layers.ScaleLiftingConv(2, num_scales=3, sigma0=0.8, ratio=2**0.5)
+    assert layer.basis().shape == (3, 13, 13, 6)
+    with pytest.raises(ValueError, match="tol"):
+        S.kernel_size_for(1.0, 2, tol=0.0)
