@@ -15,8 +15,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cnn_jax import io, plotting
+from cnn_jax.plotting import plt
 
-__all__ = ["DPI", "FIGSIZE", "command", "save_png", "write_csv", "write_experiment"]
+__all__ = ["DPI", "FIGSIZE", "command", "image_grid", "save_png", "write_csv", "write_experiment"]
 
 FIGSIZE = (8.0, 4.0)
 DPI = 150
@@ -75,3 +76,43 @@ def write_experiment(workdir: str, *, name: str, title: str, claim: str, quick: 
     }
     io.write_json(os.path.join(workdir, "experiment.json"), record)
     return record
+
+
+def image_grid(panels, *, title: str, row_labels=None, col_labels=None, cmap: str = "gray",
+               symmetric: bool = False, figsize=FIGSIZE):
+    """A figure of small images: ``panels[r][c]`` is a 2-D array (or None: an empty cell).
+
+    Args:
+      panels: rows of [H, W] arrays; each image gets its own colour range.
+      title: the figure's claim.
+      row_labels, col_labels: text left of each row / above each column.
+      cmap: colour map; ``symmetric`` centres it on 0 (for signed weights and responses).
+
+    Returns:
+      The matplotlib figure (save it with ``save_png``).
+    """
+    import numpy as np
+
+    rows, cols = len(panels), max(len(r) for r in panels)
+    fig, axes = plt.subplots(rows, cols, figsize=figsize, squeeze=False)
+    for r in range(rows):
+        for c in range(cols):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            image = panels[r][c] if c < len(panels[r]) else None
+            if image is None:
+                ax.axis("off")
+                continue
+            image = np.asarray(image, np.float64)
+            if symmetric:
+                lim = float(np.abs(image).max()) or 1.0
+                ax.imshow(image, cmap=cmap, vmin=-lim, vmax=lim)
+            else:
+                ax.imshow(image, cmap=cmap)
+            if col_labels is not None and r == 0 and c < len(col_labels):
+                ax.set_title(col_labels[c], fontsize=7)
+            if row_labels is not None and c == 0:
+                ax.set_ylabel(row_labels[r], fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    return fig
