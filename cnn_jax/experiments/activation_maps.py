@@ -120,7 +120,7 @@ def run(workdir: str, settings: Settings = Settings(), *, command_line: str | No
         [[x[i, :, :, 0], *[acts[i, :, :, f] for f in range(shown)]] for i in range(s.images)],
         title=f"The trained CNN's first {shown} of {acts.shape[-1]} conv filters respond to "
               "local edges and blobs everywhere", row_labels=rows,
-        col_labels=["input", *[f"filter {f}" for f in range(shown)]], cmap="magma")
+        col_labels=["input", *[f"#{f}" for f in range(shown)]], cmap="magma")
     fig_maps = results.save_png(fig, workdir, "figures/filter_maps.png")
 
     sobel_panels = []

@@ -27,9 +27,9 @@ def problem():
 def test_matches_a_numpy_loop(problem, static):
     images, labels, weights = problem
     mean, std = np.float32([0.3, 0.5]), np.float32([0.2, 0.4])
-    predict = lambda x: x.reshape(x.shape[0], -1) @ weights
+    predict = lambda w, x: x.reshape(x.shape[0], -1) @ w
     got = accuracy_under_transform(
-        predict, images, labels, lambda x, m: transforms.shift(x, 0, m, mode="zero"),
+        predict, weights, images, labels, lambda x, m: transforms.shift(x, 0, m, mode="zero"),
         [0, 1, 3], batch_size=8, mean=mean, std=std, static=static)
     want = []
     for m in (0, 1, 3):
@@ -42,18 +42,19 @@ def test_matches_a_numpy_loop(problem, static):
 
 def test_unnormalised_identity_is_perfect(problem):
     images, labels, weights = problem
-    predict = lambda x: x.reshape(x.shape[0], -1) @ weights
-    acc = accuracy_under_transform(predict, images, labels, lambda x, m: x * m, [1.0, -1.0])
+    predict = lambda w, x: x.reshape(x.shape[0], -1) @ w
+    acc = accuracy_under_transform(predict, weights, images, labels, lambda x, m: x * m,
+                                   [1.0, -1.0])
     assert acc[0] == 1.0 and acc[1] < 0.5  # negating the input flips the argmax
 
 
 def test_bad_input_is_named(problem):
     images, labels, _ = problem
     with pytest.raises(ValueError, match="images must be uint8"):
-        accuracy_under_transform(lambda x: x, images.astype(np.float32), labels,
+        accuracy_under_transform(lambda p, x: x, None, images.astype(np.float32), labels,
                                  lambda x, m: x, [0])
     with pytest.raises(ValueError, match="labels must be"):
-        accuracy_under_transform(lambda x: x, images, labels[:3], lambda x, m: x, [0])
+        accuracy_under_transform(lambda p, x: x, None, images, labels[:3], lambda x, m: x, [0])
     with pytest.raises(ValueError, match="batch_size"):
-        accuracy_under_transform(lambda x: x, images, jnp.asarray(labels), lambda x, m: x, [0],
-                                 batch_size=0)
+        accuracy_under_transform(lambda p, x: x, None, images, jnp.asarray(labels),
+                                 lambda x, m: x, [0], batch_size=0)
