@@ -36,8 +36,8 @@ MAX_FILE_BYTES = 1_000_000
 SMALL_SUFFIXES = (".json", ".jsonl", ".csv", ".md", ".png")
 # Issue 10's numbering; experiments not listed here follow in alphabetical order.
 ORDER = ("depth_sweep", "keras_agreement", "dense_vs_conv", "sparse_interactions",
-         "parameter_sharing", "receptive_fields", "rotation_generalisation",
-         "equivariance_in_practice", "variable_input", "activation_maps")
+         "parameter_sharing", "receptive_fields", "rotation", "equivariance_practice",
+         "variable_input", "activation_maps")
 # The lecture's claims for workdirs that carry no experiment.json (sweeps, training runs).
 CLAIMS = {
     "depth_sweep": "Adding hidden Dense(512, elu) layers to a plain MLP stops helping after a "
