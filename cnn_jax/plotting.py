@@ -13,12 +13,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 __all__ = ["plot_history", "plot_sweep", "plot_sweep_aggregate", "save_figure"]
 
 
-def save_figure(fig, path: str) -> None:
-    """Saves ``fig`` atomically (temporary file + rename) and closes it."""
+def save_figure(fig, path: str, *, dpi: int = 150) -> None:
+    """Saves ``fig`` atomically (temporary file + rename) at ``dpi`` and closes it."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     root, ext = os.path.splitext(path)
     tmp = f"{root}.tmp{ext}"
-    fig.savefig(tmp, dpi=150, bbox_inches="tight")
+    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     os.replace(tmp, path)
 

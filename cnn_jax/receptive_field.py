@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["analytic", "gradient_map", "support"]
+__all__ = ["analytic", "centred_mass_width", "gradient_map", "support"]
 
 
 def analytic(layers: Sequence[tuple[int, int, int] | tuple[int, int]]) -> list[tuple[int, int]]:
@@ -71,3 +71,37 @@ def support(grad_map: jax.Array, threshold: float = 0.0) -> tuple[int, int]:
     if rows.size == 0:
         return 0, 0
     return int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
+
+
+def centred_mass_width(grad_map: jax.Array, fraction: float = 0.95,
+                       centre: tuple[int, int] | None = None) -> int:
+    """Side of the smallest square window, centred on ``centre``, that holds ``fraction`` of
+    the map's total mass: a size for an effective receptive field (odd, in pixels).
+
+    Args:
+      grad_map: [H, W] non-negative map (e.g. from ``gradient_map``).
+      fraction: share of the mass in (0, 1].
+      centre: ``(i, j)``; default ``(H // 2, W // 2)``.
+
+    Returns:
+      ``2 r + 1`` for the smallest radius ``r`` that reaches ``fraction`` (windows are cut
+      at the borders); 0 for an all-zero map.
+
+    >>> m = jnp.zeros((9, 9)).at[4, 4].set(1.0).at[4, 6].set(1.0)
+    >>> centred_mass_width(m, 0.5), centred_mass_width(m, 1.0)
+    (1, 5)
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+    m = np.asarray(grad_map, np.float64)
+    if m.ndim != 2 or (m < 0).any():
+        raise ValueError(f"grad_map must be a non-negative [H, W] map, got shape {m.shape}")
+    total = m.sum()
+    if total == 0:
+        return 0
+    ci, cj = centre if centre is not None else (m.shape[0] // 2, m.shape[1] // 2)
+    for r in range(max(m.shape)):
+        window = m[max(ci - r, 0): ci + r + 1, max(cj - r, 0): cj + r + 1].sum()
+        if window >= fraction * total * (1 - 1e-12):
+            return 2 * r + 1
+    return 2 * max(m.shape) - 1

@@ -78,3 +78,13 @@ def test_bad_input():
         receptive_field.analytic([(3, 0)])
     with pytest.raises(ValueError, match=r"x must be \[1, H, W, C\]"):
         receptive_field.gradient_map(lambda a: a, jnp.ones((2, 4, 4, 1)))
+
+
+def test_centred_mass_width_by_hand():
+    m = jnp.zeros((7, 7)).at[3, 3].set(2.0).at[1, 3].set(1.0).at[3, 6].set(1.0)
+    # mass 4: the centre holds 1/2, radius 2 adds (1, 3) -> 3/4, radius 3 adds (3, 6) -> 1.
+    assert [receptive_field.centred_mass_width(m, f) for f in (0.5, 0.75, 0.76, 1.0)] == [
+        1, 5, 7, 7]
+    assert receptive_field.centred_mass_width(jnp.zeros((3, 3))) == 0
+    with pytest.raises(ValueError, match="fraction"):
+        receptive_field.centred_mass_width(m, 0.0)

@@ -37,6 +37,15 @@ class MLP(nn.Module):
             raise ValueError(f"num_layers must be >= 0, got {self.num_layers}")
         act = activation(self.activation)
         h = x.reshape(x.shape[0], -1)
+        first = "dense_1" if self.num_layers else "head"
+        if not self.is_initializing() and first in self.variables.get("params", {}):
+            fan_in = self.variables["params"][first]["kernel"].shape[0]
+            if h.shape[1] != fan_in:
+                raise ValueError(
+                    f"x must have {fan_in} values per example (the input size the MLP was "
+                    f"initialised with), got shape {tuple(x.shape)} = {h.shape[1]} values: a "
+                    "dense network takes one input size only; for other sizes use a fully "
+                    "convolutional model with global pooling (cnn with head='gap')")
         features = {"flatten": h}
         for i in range(self.num_layers):
             h = act(nn.Dense(self.units, kernel_init=KERAS_KERNEL_INIT, name=f"dense_{i + 1}")(h))

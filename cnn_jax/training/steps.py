@@ -46,7 +46,8 @@ def make_optimizer(name: str, learning_rate: float, **kwargs) -> optax.GradientT
 def create_train_state(model: nn.Module, tx: optax.GradientTransformation, key: jax.Array,
                        input_shape: tuple[int, ...]) -> TrainState:
     """Initialises ``model`` on a zero batch of [1, *input_shape] and wraps it with ``tx``."""
-    params = model.init(key, jnp.zeros((1, *input_shape), jnp.float32))["params"]
+    # One compiled program, not one per initialiser op (seconds of compile time per model).
+    params = jax.jit(model.init)(key, jnp.zeros((1, *input_shape), jnp.float32))["params"]
     state = TrainState.create(apply_fn=model.apply, params=params, tx=tx)
     # A strongly typed step, so the state after an epoch has the types of the state before
     # it and the epoch program is compiled once, not twice.

@@ -1,0 +1,53 @@
+"""Training for the experiments: a registry model on the first N examples of a dataset,
+through ``training.fit`` (resumable, checkpointed), returning the model and its parameters.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import flax.linen as nn
+
+from cnn_jax import data, models
+from cnn_jax.config import TrainConfig
+from cnn_jax.training import DeviceData, fit, make_mesh
+from cnn_jax.training.checkpoint import load_final_params
+
+__all__ = ["load_subsets", "train"]
+
+
+def load_subsets(dataset: str, train_examples: int, test_examples: int
+                 ) -> tuple[data.Dataset, data.Dataset]:
+    """The first ``train_examples`` of the train split and ``test_examples`` of the test split
+    (0 or a count above the split's size: all of it)."""
+    for name, n in (("train_examples", train_examples), ("test_examples", test_examples)):
+        if n < 0:
+            raise ValueError(f"--{name}={n}: must be >= 0 (0: the whole split)")
+    part = lambda split, n: f"{split}[:{n}]" if n else split
+    return (data.load(dataset, part("train", train_examples)),
+            data.load(dataset, part("test", test_examples)))
+
+
+def train(workdir: str, model: str, model_kwargs: Mapping[str, Any], train_set: data.Dataset,
+          test_set: data.Dataset, *, epochs: int, batch_size: int = 256, seed: int = 0,
+          learning_rate: float = 1e-3) -> tuple[nn.Module, Any, dict[str, Any]]:
+    """Trains ``model`` with Adam on ``train_set``, validating on ``test_set``, in ``workdir``.
+
+    A finished run in ``workdir`` is not retrained; an interrupted one resumes.
+
+    Returns:
+      ``(module, params, results)``: the built model, its final parameters and ``fit``'s
+      results (``param_count``, ``valid_accuracy``, ``wall_time``, ...).
+    """
+    config = TrainConfig(model=model, model_kwargs=dict(model_kwargs),
+                         dataset=train_set.info.name, epochs=epochs, batch_size=batch_size,
+                         seed=seed, learning_rate=learning_rate, num_devices=1)
+    mesh = make_mesh(1)
+    device_data = DeviceData.from_arrays(train_set.images, train_set.labels, test_set.images,
+                                         test_set.labels, train_set.info.num_classes,
+                                         mesh=mesh)
+    results = fit(config, workdir, data=device_data, mesh=mesh)
+    module = models.get(model, num_classes=train_set.info.num_classes, **model_kwargs)
+    return module, load_final_params(os.path.abspath(workdir)), results

@@ -1,0 +1,11 @@
+"""Experiment 10: activation maps of a trained CNN and of Sobel filters; conv vs correlation.
+
+``python scripts/activation_maps.py --flagfile=experiments/activation_maps.flags``
+"""
+
+from _experiment import main
+
+from cnn_jax.experiments import activation_maps
+
+if __name__ == "__main__":
+    main(activation_maps)

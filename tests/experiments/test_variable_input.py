@@ -1,0 +1,30 @@
+"""Experiment 9: canvases, the MLP's refusal, and the quick variant."""
+
+import numpy as np
+import pytest
+
+from cnn_jax.experiments import variable_input as vi
+from tests.experiments.quick import run_quick
+
+
+def test_centred_places_the_image_in_the_middle():
+    images = np.arange(2 * 2 * 3, dtype=np.uint8).reshape(1, 2, 3, 2)
+    out = vi.centred(images, 6)
+    assert out.shape == (1, 6, 6, 2)
+    np.testing.assert_array_equal(out[0, 2:4, 1:4], images[0])
+    assert out.sum() == images.sum()
+    with pytest.raises(ValueError, match="size must be"):
+        vi.centred(images, 2)
+
+
+def test_mlp_refuses_another_input_size_with_a_clear_error():
+    message = vi.mlp_refusal((28, 28, 1), 56)
+    assert "x must have 784 values per example" in message and "(1, 56, 56, 1)" in message
+
+
+def test_quick_variant(tmp_path):
+    record, _ = run_quick("variable_input", tmp_path)
+    n = record["numbers"]
+    for key in ("accuracy_28_original", "accuracy_36_centred", "accuracy_42_random"):
+        assert 0 <= n[key] <= 1
+    assert "x must have 784 values" in n["mlp_error"]
