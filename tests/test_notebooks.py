@@ -70,5 +70,6 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     nb = nbformat.read(path, as_version=4)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv(QUICK_SWITCH, "1")
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # the notebooks' scratch runs go there
     NotebookClient(nb, timeout=300, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
