@@ -1,4 +1,9 @@
-"""Figures (matplotlib, Agg backend): training curves and the depth-sweep figure."""
+"""Figures (matplotlib, Agg backend): training curves and the depth-sweep figure.
+
+Importing this module selects the Agg backend (files only, no display) unless a backend was
+chosen through ``MPLBACKEND``, as a Jupyter kernel does for its inline figures, which
+``cnn_jax.training`` must not switch off in a notebook.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ from collections.abc import Mapping, Sequence
 
 import matplotlib
 
-matplotlib.use("Agg")
+if not os.environ.get("MPLBACKEND"):
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 __all__ = ["plot_history", "plot_sweep", "plot_sweep_aggregate", "save_figure"]
