@@ -11,6 +11,9 @@ VALIDATIONS = ("test", "holdout")
 # Names of ``cnn_jax.training.steps.LOSSES``: the log-softmax cross-entropy (default) and
 # Keras's clipped-probability one (``cnn_jax.training.keras``).
 LOSSES = ("cross_entropy", "keras_categorical_crossentropy")
+# Matmul/conv precisions (``jax.lax.Precision`` names); README "Precision" says what each
+# means on CPU, GPU and TPU.
+PRECISIONS = ("default", "high", "highest")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +55,11 @@ class TrainConfig:
       num_devices: devices to shard the batch over (0: all local devices).
       checkpoint_every: save an orbax checkpoint every this many epochs (0: never).
       standardize: scale inputs to zero mean / unit variance per channel (train statistics).
+      precision: precision of every dot and convolution of the model, one of ``PRECISIONS``:
+        "default" leaves it to JAX (``jax_default_matmul_precision`` when set, else the
+        backend's fastest: TF32 on Ampere+ GPUs, one bf16 pass on TPUs; float32 on CPU);
+        "high" and "highest" are ``lax.Precision.HIGH``/``HIGHEST``, passed to the model's
+        ``precision`` argument.
     """
 
     model: str = "mlp"
@@ -72,6 +80,7 @@ class TrainConfig:
     num_devices: int = 0
     checkpoint_every: int = 1
     standardize: bool = False
+    precision: str = "default"
 
     def __post_init__(self):
         _check(self.batch_size > 0, "batch_size", self.batch_size, "> 0")
@@ -84,6 +93,8 @@ class TrainConfig:
         _check(self.loss in LOSSES, "loss", self.loss, f"one of {LOSSES}")
         _check(self.num_devices >= 0, "num_devices", self.num_devices, ">= 0")
         _check(self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every, ">= 0")
+        _check(self.precision in PRECISIONS, "precision", self.precision,
+               f"one of {PRECISIONS}")
 
     def replace(self, **changes) -> TrainConfig:
         """A copy with ``changes``; a name that is no field goes into ``model_kwargs``."""

@@ -34,6 +34,8 @@ class CNN(nn.Module):
       head: "dense" (flatten -> ``dense_units`` -> logits) or "gap" (global average pool ->
         logits; accepts any input size and is translation invariant up to borders).
       conv_impl: ``ops.conv2d`` implementation ("auto" picks by backend).
+      precision: precision of every dot and conv ("default", "high", "highest"; None: JAX's
+        default, see ``TrainConfig.precision``).
 
     ``__call__``: [N, H, W, C] -> (logits [N, num_classes], features with one entry per
     stage, "conv_1", "pool_1", ..., and "logits").
@@ -50,6 +52,7 @@ class CNN(nn.Module):
     dense_units: Sequence[int] = (128,)
     num_classes: int = 10
     conv_impl: str = "auto"
+    precision: str | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False):
@@ -64,7 +67,7 @@ class CNN(nn.Module):
         features = {}
         for i, (f, k, s) in enumerate(zip(self.features, kernels, strides, strict=True), 1):
             x = act(Conv2D(f, k, stride=s, padding=self.padding, impl=self.conv_impl,
-                           name=f"conv_{i}")(x))
+                           precision=self.precision, name=f"conv_{i}")(x))
             features[f"conv_{i}"] = x
             if self.pool != "none":
                 pool = ops.max_pool2d if self.pool == "max" else ops.avg_pool2d
@@ -75,8 +78,10 @@ class CNN(nn.Module):
         else:
             x = x.reshape(x.shape[0], -1)
             for j, units in enumerate(self.dense_units, 1):
-                x = act(nn.Dense(units, kernel_init=KERAS_KERNEL_INIT, name=f"dense_{j}")(x))
+                x = act(nn.Dense(units, kernel_init=KERAS_KERNEL_INIT, precision=self.precision,
+                                 name=f"dense_{j}")(x))
                 features[f"dense_{j}"] = x
-        logits = nn.Dense(self.num_classes, kernel_init=KERAS_KERNEL_INIT, name="head")(x)
+        logits = nn.Dense(self.num_classes, kernel_init=KERAS_KERNEL_INIT,
+                          precision=self.precision, name="head")(x)
         features["logits"] = logits
         return logits, features

@@ -78,6 +78,26 @@ def make_mesh(num_devices: int = 0) -> Mesh:
     return Mesh(np.array(devices[: num_devices or len(devices)]), ("batch",))
 
 
+def model_arguments(config: TrainConfig) -> dict[str, Any]:
+    """``config.model_kwargs`` plus ``precision`` unless it is "default" (the model's own
+    default then: JAX's), so models without a ``precision`` argument train at "default".
+
+    Raises:
+      ValueError: "high"/"highest" for a model without a ``precision`` argument, or a
+        ``precision`` in ``model_kwargs`` as well.
+    """
+    kwargs = dict(config.model_kwargs)
+    if config.precision == "default":
+        return kwargs
+    if "precision" in kwargs:
+        raise ValueError(f"precision={config.precision!r} and model_kwargs precision="
+                         f"{kwargs['precision']!r}: set it in one place (the precision field)")
+    if "precision" not in models.arguments(config.model):
+        raise ValueError(f"precision={config.precision!r}: model {config.model!r} has no "
+                         "precision argument; use precision='default'")
+    return {**kwargs, "precision": config.precision}
+
+
 def eval_batch_size(batch_size: int, mesh: Mesh) -> int:
     """Evaluation batch: the training batch (as Keras validates), a multiple of the devices."""
     d = mesh.devices.size
@@ -116,7 +136,7 @@ def fit(config: TrainConfig, workdir: str, *, data: DeviceData | None = None,
 
     mesh = mesh or make_mesh(config.num_devices)
     data = data or load_data(config, mesh)
-    model = models.get(config.model, num_classes=data.num_classes, **config.model_kwargs)
+    model = models.get(config.model, num_classes=data.num_classes, **model_arguments(config))
     tx = make_optimizer(config.optimizer, config.learning_rate, **config.optimizer_kwargs)
     init_key, epoch_root = jax.random.split(jax.random.key(config.seed))
     state = create_train_state(model, tx, init_key, data.train_images.shape[1:])
