@@ -8,6 +8,7 @@ chosen through ``MPLBACKEND``, as a Jupyter kernel does for its inline figures, 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 
 import matplotlib
@@ -21,12 +22,18 @@ __all__ = ["plot_history", "plot_sweep", "plot_sweep_aggregate", "save_figure"]
 
 def save_figure(fig, path: str, *, dpi: int = 150) -> None:
     """Saves ``fig`` atomically (temporary file + rename) at ``dpi`` and closes it."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    root, ext = os.path.splitext(path)
-    tmp = f"{root}.tmp{ext}"
-    fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    # a temporary name of its own, so that processes writing the same figure do not collide
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def plot_history(history: Sequence[Mapping[str, float]], path: str) -> None:

@@ -59,7 +59,15 @@ flags.DEFINE_enum("precision", "default", ["default", "high", "highest"],
                   "Matmul/conv precision: default (JAX's: TF32 on Ampere+ GPUs, bf16 on TPUs, "
                   "float32 on CPU), high, or highest (full float32); see README 'Precision'.")
 flags.DEFINE_string("platform", None, "cpu, gpu or tpu (default: what JAX finds).")
-flags.DEFINE_boolean("distributed", False, "Call jax.distributed.initialize() (multi-host).")
+flags.DEFINE_boolean("distributed", False, "Join several processes with "
+                     "jax.distributed.initialize(); on SLURM, Open MPI and TPU pods the three "
+                     "flags below are detected (README 'Several processes and machines').")
+flags.DEFINE_string("coordinator", None, "HOST:PORT of process 0 (implies --distributed; "
+                    "default: detected, or $JAX_COORDINATOR_ADDRESS).")
+flags.DEFINE_integer("num_processes", None, "Number of processes (implies --distributed; "
+                     "default: detected).")
+flags.DEFINE_integer("process_id", None, "This process's index in [0, num_processes) "
+                     "(implies --distributed; default: detected).")
 flags.DEFINE_multi_string("sweep", [], "Sweep a config field or model argument; repeat for a "
                           "grid. Forms:\n" + sweep_syntax())
 
@@ -142,10 +150,15 @@ def main(argv):
     import jax
 
     from cnn_jax import models, training
-    from cnn_jax.training import sweep
+    from cnn_jax.training import distributed, sweep
 
-    if FLAGS.distributed:
-        jax.distributed.initialize()
+    join = (FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
+    if FLAGS.distributed or any(v is not None for v in join):
+        try:
+            distributed.check_arguments(*join)
+        except ValueError as e:
+            usage_error(f"--{e}")
+        distributed.initialize(*join)
     try:
         config = config_from_flags()
         if config.model not in models.names():

@@ -1,0 +1,103 @@
+"""Several processes: the arguments of ``training.distributed`` and scripts/train.py's
+``--coordinator/--num_processes/--process_id``, up to a real 2-process run on 127.0.0.1."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cnn_jax.training import distributed
+from tests.numerics import assert_close
+from tests.test_train_script import ROOT, train
+
+TINY_MLP = ["--dataset=synthetic_bars", "--model=mlp", "--model_arg=units=16", "--epochs=2",
+            "--batch_size=256", "--checkpoint_every=0"]
+
+
+@pytest.mark.parametrize("args, match", [
+    (("nohost", None, None), "coordinator=nohost: expected HOST:PORT"),
+    ((":1234", None, None), "expected HOST:PORT"),
+    (("10.0.0.1:0", None, None), "port in 1..65535"),
+    (("10.0.0.1:http", None, None), "port in 1..65535"),
+    ((None, 0, None), "num_processes=0: must be >= 1"),
+    ((None, 2, 2), r"process_id=2: must be in \[0, num_processes=2\)"),
+    ((None, 2, -1), "process_id=-1"),
+    ((None, None, 0), "process_id=0: give num_processes as well"),
+])
+def test_bad_arguments_name_the_argument(args, match):
+    with pytest.raises(ValueError, match=match):
+        distributed.check_arguments(*args)
+
+
+def test_good_arguments_and_detection_pass():
+    distributed.check_arguments("10.0.0.1:12345", 4, 3)
+    distributed.check_arguments("[::1]:12345", 1, 0)
+    distributed.check_arguments(None, None, None)  # all detected from the cluster environment
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--process_id=2", "--num_processes=2"], "--process_id=2: must be in [0, num_processes=2)"),
+    (["--coordinator=localhost"], "--coordinator=localhost: expected HOST:PORT with a port in "
+     "1..65535, e.g. 10.0.0.1:12345 (process 0's address)"),
+])
+def test_train_script_refuses_bad_process_flags(tmp_path, flags, needle):
+    proc = train(*TINY_MLP, f"--workdir={tmp_path}", *flags, check=False)
+    lines = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert lines[0] == f"train.py: error: {needle}"
+    assert not os.listdir(tmp_path)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(workdir, *flags, devices: int):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, "scripts", "train.py"),
+                             *TINY_MLP, f"--workdir={workdir}", *flags], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(procs, timeout=240):
+    """Waits for every process; kills them all if one fails or time runs out."""
+    try:
+        outs = [p.communicate(timeout=timeout) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    return outs
+
+
+def losses(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [(m["loss"], m["val_loss"]) for m in map(json.loads, f)]
+
+
+@pytest.mark.slow
+def test_two_processes_train_like_one_process_with_two_devices(tmp_path):
+    """2 processes x 1 CPU device on 127.0.0.1 (gloo) against 1 process x 2 devices: the same
+    global batches sharded the same way, so the same per-epoch losses (to float tolerance:
+    the cross-process sum is gloo's, the in-process one XLA's; they were bit-identical here).
+    Slow: three training subprocesses, about 60 s on a loaded 2-core machine."""
+    port = free_port()
+    two = [launch(tmp_path / "two", f"--coordinator=127.0.0.1:{port}", "--num_processes=2",
+                  f"--process_id={i}", devices=1) for i in range(2)]
+    outs = finish(two)
+    assert all("devices: [CpuDevice(id=0), CpuDevice(id=2048)]" in err for _, err in outs)
+    one = finish([launch(tmp_path / "one", "--num_devices=2", devices=2)])
+    assert "completed" in one[0][0]
+    # sums of 256 per-example losses per step and 16 steps per epoch, each side
+    assert_close(losses(tmp_path / "two"), losses(tmp_path / "one"), ops=256 + 16 + 4096 // 256,
+                 dtype=np.float32)
