@@ -58,9 +58,15 @@ def main(argv):
                         f"{[s.name for s in subjects]}")
         subjects = [s for s in subjects if s.name in FLAGS.only]
     if FLAGS.checkpoint:
-        from cnn_jax.training.checkpoint import restore_params
+        from cnn_jax.training import restore
 
-        subjects.append(report.trained_subject(*restore_params(FLAGS.checkpoint)))
+        try:  # any registered model, also one from the run's --model_module
+            run = restore(FLAGS.checkpoint)
+        except (OSError, ValueError) as e:
+            usage_error(f"--checkpoint={FLAGS.checkpoint}: {e}")
+        subjects.append(report.trained_subject(
+            run.config.model, {**run.config.model_kwargs, "num_classes": run.num_classes},
+            run.variables))
     if not subjects:
         usage_error("nothing to measure: --nozoo without --checkpoint")
     try:

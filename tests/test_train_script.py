@@ -55,10 +55,12 @@ def test_flagfile_sweep_skips_finished_members(tmp_path):
 
 @pytest.mark.parametrize(
     "flag, needle",
-    [("--batch_size=abc", "--batch_size"), ("--validation=foo", "validation"),
-     ("--model=nope", "--model must be one of"), ("--sweep=num_layers", "sweep must look like"),
-     ("--model_arg=features", "--model_arg must be name=value"), ("--platform=fpga", "--platform"),
-     ("--es_mode=up", "early_stopping.mode")],
+    [("--batch_size=abc", "--batch_size"), ("--validation=foo", "--validation=foo: must be"),
+     ("--model=nope", "--model=nope: unknown model"), ("--sweep=num_layers", "sweep must look like"),
+     ("--model_arg=features", "--model_arg=features: must be name=value"),
+     ("--platform=fpga", "--platform=fpga: must be cpu, gpu or tpu"),
+     ("--es_mode=up", "--es_mode=up: must be one of"),
+     ("--dataset=no_such_name", "--dataset=no_such_name: unknown dataset; known:")],
 )
 def test_bad_flag_is_a_one_line_usage_error(tmp_path, flag, needle):
     extra = ["--early_stopping"] if flag.startswith("--es_") else []
@@ -67,6 +69,7 @@ def test_bad_flag_is_a_one_line_usage_error(tmp_path, flag, needle):
     lines = [x for x in proc.stderr.splitlines() if x.strip()]
     assert len(lines) == 1 and lines[0].startswith("train.py: error:"), proc.stderr[-2000:]
     assert needle in lines[0] and "Traceback" not in proc.stderr
+    assert not os.listdir(tmp_path)  # nothing written
 
 
 def test_ctrl_c_stops_after_a_checkpoint_and_the_rerun_ends_like_an_uninterrupted_run(tmp_path):

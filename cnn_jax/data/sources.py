@@ -34,7 +34,9 @@ __all__ = [
     "IDX_DATASETS",
     "SYSTEM_IDX_DIRS",
     "DatasetNotFound",
+    "check_name",
     "holdout_mask",
+    "known_info",
     "load",
     "load_splits",
     "tfds_root",
@@ -101,6 +103,29 @@ def load(name: str, split: str, *, data_dir: str | None = None, download: bool =
     if part == slice(None):
         return ds
     return select(ds, part, f"[{part.start or ''}:{part.stop or ''}]")
+
+
+def check_name(name: str) -> None:
+    """Checks that :func:`load` knows ``name`` (a synthetic set, an IDX set or a registered
+    TFDS builder) without loading anything.
+
+    Raises:
+      ValueError: naming the known sets.
+    """
+    if name not in SYNTHETIC:
+        _check_tfds_name(name)
+
+
+def known_info(name: str) -> DatasetInfo | None:
+    """The metadata of ``name`` when it is known without reading data (synthetic and IDX
+    sets), else None.
+
+    >>> known_info("fashion_mnist").image_shape, known_info("cifar10")
+    ((28, 28, 1), None)
+    """
+    if name in SYNTHETIC:
+        return SYNTHETIC[name][0]
+    return IDX_DATASETS.get(name)
 
 
 def load_splits(

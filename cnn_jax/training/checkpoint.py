@@ -2,21 +2,21 @@
 
 Layout in a run's workdir: ``checkpoints/<epoch>/`` (params, optimizer state, step, the
 best-so-far params, plus JSON metadata: epoch, early-stopping state, metric history) and
-``final/`` (the parameters the run's results refer to). Orbax writes each checkpoint to a
+``final/`` (the variables -- parameters and other collections -- the run's results refer to;
+read them with ``cnn_jax.training.restore``). Orbax writes each checkpoint to a
 temporary directory and renames it when complete, so a killed run leaves the last complete
 one readable.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
-__all__ = ["Checkpointer", "load_final_params", "restore_params", "save_final_params"]
+__all__ = ["Checkpointer", "load_final_params", "save_final_params"]
 
 
 class Checkpointer:
@@ -59,12 +59,3 @@ def load_final_params(workdir: str) -> Any:
     """Reads ``workdir/final`` as a pytree of arrays."""
     with ocp.StandardCheckpointer() as ckptr:
         return ckptr.restore(os.path.abspath(os.path.join(workdir, "final")))
-
-
-def restore_params(workdir: str) -> tuple[str, dict[str, Any], Any]:
-    """``(model_name, model_kwargs, params)`` of a finished run, from its workdir."""
-    with open(os.path.join(workdir, "config.json")) as f:
-        config = json.load(f)
-    kwargs = {k: tuple(v) if isinstance(v, list) else v
-              for k, v in config["model_kwargs"].items()}
-    return config["model"], kwargs, load_final_params(workdir)

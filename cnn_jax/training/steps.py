@@ -8,12 +8,14 @@ is a masked full-size batch inside the same program. The batch axis is sharded o
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
+from flax import struct
 from flax.training import train_state
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -22,7 +24,16 @@ from cnn_jax.data.pipeline import epoch_batches, normalize
 
 
 class TrainState(train_state.TrainState):
-    """Flax train state (params, optimizer state, step, apply_fn, tx)."""
+    """Flax train state (params, optimizer state, step, apply_fn, tx) plus ``model_state``:
+    the model's other variable collections (e.g. ``{"batch_stats": ...}``; ``{}`` if none),
+    updated by every training step."""
+
+    model_state: Any = struct.field(default_factory=dict)
+
+    @property
+    def variables(self) -> dict[str, Any]:
+        """``{"params": ..., **model_state}``: what ``apply_fn`` takes."""
+        return {"params": self.params, **self.model_state}
 
 
 def make_optimizer(name: str, learning_rate: float, **kwargs) -> optax.GradientTransformation:
@@ -41,9 +52,12 @@ def make_optimizer(name: str, learning_rate: float, **kwargs) -> optax.GradientT
 
 def create_train_state(model: nn.Module, tx: optax.GradientTransformation, key: jax.Array,
                        input_shape: tuple[int, ...]) -> TrainState:
-    """Initialises ``model`` on a zero batch of [1, *input_shape] and wraps it with ``tx``."""
-    params = model.init(key, jnp.zeros((1, *input_shape), jnp.float32))["params"]
-    state = TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+    """Initialises ``model`` on a zero batch of [1, *input_shape] and wraps it with ``tx``.
+
+    Collections other than ``"params"`` become ``state.model_state``."""
+    variables = dict(model.init(key, jnp.zeros((1, *input_shape), jnp.float32)))
+    params = variables.pop("params")
+    state = TrainState.create(apply_fn=model.apply, params=params, tx=tx, model_state=variables)
     # A strongly typed step, so the state after an epoch has the types of the state before
     # it and the epoch program is compiled once, not twice.
     return state.replace(step=jnp.zeros((), jnp.int32))
@@ -67,24 +81,38 @@ def cross_entropy_loss(logits: jax.Array, labels: jax.Array, mask: jax.Array):
     return loss, {"loss_sum": loss * count, "correct": correct, "count": count}
 
 
+def takes_mask(apply_fn) -> bool:
+    """Whether the model behind ``apply_fn`` (a bound ``Module.apply``) takes ``mask``."""
+    module = getattr(apply_fn, "__self__", None)
+    return module is not None and "mask" in inspect.signature(type(module).__call__).parameters
+
+
 def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array):
     """One optimizer step on ``batch`` = {"image": [B,H,W,C] f32, "label": [B], "mask": [B]}.
 
+    The model's other collections (``state.model_state``) are mutable here and their new
+    values go into the new state; a model that takes ``mask`` gets the batch's.
+
     Returns ``(new_state, sums)`` where sums = {"loss_sum", "correct", "count"}.
     """
+    extra = {"mask": batch["mask"]} if takes_mask(state.apply_fn) else {}
 
     def loss_fn(params):
-        logits, _ = state.apply_fn({"params": params}, batch["image"], train=True,
-                                   rngs={"dropout": key})
-        return cross_entropy_loss(logits, batch["label"], batch["mask"])
+        (logits, _), model_state = state.apply_fn(
+            {"params": params, **state.model_state}, batch["image"], train=True,
+            rngs={"dropout": key}, mutable=list(state.model_state), **extra)
+        loss, sums = cross_entropy_loss(logits, batch["label"], batch["mask"])
+        return loss, (sums, model_state)
 
-    (_, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    return state.apply_gradients(grads=grads), sums
+    (_, (sums, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    return state.apply_gradients(grads=grads, model_state={**state.model_state,
+                                                           **model_state}), sums
 
 
-def eval_step(params: Any, apply_fn, batch: dict[str, jax.Array]):
-    """Loss/accuracy sums of ``params`` on one masked batch (no parameter update)."""
-    logits, _ = apply_fn({"params": params}, batch["image"], train=False)
+def eval_step(variables: Any, apply_fn, batch: dict[str, jax.Array]):
+    """Loss/accuracy sums of ``variables`` (``{"params": ..., **other collections}``) on one
+    masked batch, with ``train=False`` (no update; BatchNorm uses its running averages)."""
+    logits, _ = apply_fn(variables, batch["image"], train=False)
     return cross_entropy_loss(logits, batch["label"], batch["mask"])[1]
 
 
@@ -104,11 +132,12 @@ def _summarize(sums):
 
 def train_epoch(state: TrainState, images: jax.Array, labels: jax.Array, key: jax.Array, *,
                 batch_size: int, drop_remainder: bool = False, mean=None, std=None,
-                mesh: Mesh | None = None):
+                mesh: Mesh | None = None, per_step: bool = False):
     """One epoch over on-device uint8 ``images`` [N,H,W,C] and ``labels`` [N].
 
     Returns ``(state, {"loss", "accuracy"})``: the example-weighted means over the epoch's
-    batches, as Keras logs them.
+    batches, as Keras logs them; with ``per_step`` also ``"step_loss"`` and
+    ``"step_accuracy"``, each [steps]: every batch's own means.
     """
     perm_key, step_key = jax.random.split(key)
     idx, mask = epoch_batches(perm_key, images.shape[0], batch_size,
@@ -120,17 +149,23 @@ def train_epoch(state: TrainState, images: jax.Array, labels: jax.Array, key: ja
         return train_step(state, _batch(images, labels, i, m, mean, std, mesh), k)
 
     state, sums = lax.scan(body, state, (idx, mask, keys))
-    return state, _summarize(sums)
+    metrics = _summarize(sums)
+    if per_step:
+        count = jnp.maximum(sums["count"], 1.0)
+        metrics.update(step_loss=sums["loss_sum"] / count, step_accuracy=sums["correct"] / count)
+    return state, metrics
 
 
-def evaluate(params: Any, images: jax.Array, labels: jax.Array, *, apply_fn,
+def evaluate(variables: Any, images: jax.Array, labels: jax.Array, *, apply_fn,
              batch_size: int = 1000, mean=None, std=None, mesh: Mesh | None = None):
-    """Loss and accuracy of ``params`` on all of ``images``/``labels``, in one program."""
+    """Loss and accuracy of ``variables`` (``{"params": ..., **other collections}``, e.g.
+    ``state.variables``) on all of ``images``/``labels``, in one program."""
     idx, mask = epoch_batches(None, images.shape[0], batch_size)
 
     def body(carry, xs):
         i, m = xs
-        return carry, eval_step(params, apply_fn, _batch(images, labels, i, m, mean, std, mesh))
+        return carry, eval_step(variables, apply_fn,
+                                _batch(images, labels, i, m, mean, std, mesh))
 
     _, sums = lax.scan(body, None, (idx, mask))
     return _summarize(sums)

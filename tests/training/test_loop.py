@@ -162,10 +162,14 @@ def test_four_devices_match_one_device(tiny_arrays, tmp_path):
 
 @pytest.mark.parametrize(
     "change, match",
-    [({"batch_size": 0}, "batch_size must be > 0, got 0"),
-     ({"validation": "train"}, "validation must be one of"),
-     ({"validation_fraction": 1.5}, "validation_fraction must be in"),
-     ({"learning_rate": -1.0}, "learning_rate must be > 0")],
+    [({"batch_size": 0}, "batch_size=0: must be > 0"),
+     ({"batch_size": 2.0}, "batch_size=2.0: must be an int"),
+     ({"validation": "train"}, "validation='train': must be one of"),
+     ({"validation_fraction": 1.5}, r"validation_fraction=1.5: must be in \(0, 1\)"),
+     ({"learning_rate": -1.0}, "learning_rate=-1.0: must be > 0"),
+     ({"early_stopping": EarlyStoppingConfig(monitor="val_f1")},
+      "early_stopping.monitor='val_f1': must be one of the logged metrics"),
+     ({"model_kwargs": {"f": object()}}, "model_kwargs.f=<object.*must be None, a bool")],
 )
 def test_bad_config_values_name_the_field(change, match):
     with pytest.raises(ValueError, match=match):
@@ -173,7 +177,7 @@ def test_bad_config_values_name_the_field(change, match):
 
 
 def test_unknown_model_and_optimizer_are_clear_errors(tiny_data, tmp_path):
-    with pytest.raises(ValueError, match="model must be one of .*'resnet'"):
+    with pytest.raises(ValueError, match="model='resnet': unknown model; registered: cnn"):
         fit(CFG.replace(model="resnet"), str(tmp_path / "a"), data=tiny_data)
     with pytest.raises(ValueError, match="optimizer must be .*'adamw2'"):
         fit(CFG.replace(optimizer="adamw2"), str(tmp_path / "b"), data=tiny_data)
