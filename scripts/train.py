@@ -11,6 +11,7 @@ Rerunning a command resumes its run (or reports it finished); ``--restart`` star
 from __future__ import annotations
 
 import ast
+import json
 import logging
 import os
 import signal
@@ -58,19 +59,22 @@ flags.DEFINE_boolean("restart", False, "Discard the run already in --workdir (it
                      "metrics, checkpoints, results) and train from scratch.")
 flags.DEFINE_boolean("log_steps", False, "Also log every optimizer step to TensorBoard "
                      "(WORKDIR/tensorboard; every epoch is always logged).")
+flags.DEFINE_boolean("check_only", False, "Check the whole configuration, print its canonical "
+                     "form (what config.json would hold) and exit: no data, no files.")
 flags.DEFINE_string("sweep", None, "Sweep one hyper-parameter: name=start:stop[:step] or "
                     "name=v1,v2 (a config field or a model argument).")
 
 
 # Flags that are no TrainConfig field: how to run, not what.
-RUN_FLAGS = ("workdir", "platform", "distributed", "restart", "log_steps", "sweep")
+RUN_FLAGS = ("workdir", "platform", "distributed", "restart", "log_steps", "check_only", "sweep")
 
 
 class BadFlag(Exception):
     """A bad flag value: ``str()`` is ``--FLAG=VALUE: PROBLEM``."""
 
-    def __init__(self, flag: str, value, problem: str):
-        super().__init__(f"--{flag}={'' if value is None else value}: {problem}")
+    def __init__(self, flag: str | None, value, problem: str):
+        super().__init__(problem if flag is None else
+                         f"--{flag}={'' if value is None else value}: {problem}")
 
 
 def _literal(text: str):
@@ -114,8 +118,9 @@ def config_from_flags():
     if FLAGS["validation_fraction"].present and FLAGS.validation != "holdout":
         raise BadFlag("validation_fraction", FLAGS.validation_fraction,
                       "has no effect without --validation=holdout")
-    if FLAGS.data_dir == "":
-        raise BadFlag("data_dir", "", "is empty; give a folder, or leave the flag out")
+    for name in ("data_dir", "model_module"):
+        if FLAGS[name].value == "":
+            raise BadFlag(name, "", "is empty; give a value, or leave the flag out")
     try:
         es = None
         if FLAGS.early_stopping:
@@ -126,7 +131,7 @@ def config_from_flags():
                 start_from_epoch=FLAGS.es_start_from_epoch)
         return TrainConfig(
             model=FLAGS.model, model_kwargs=_pairs(FLAGS.model_arg, "model_arg"),
-            model_module=FLAGS.model_module or None,
+            model_module=FLAGS.model_module,
             dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, validation=FLAGS.validation,
             validation_fraction=FLAGS.validation_fraction, batch_size=FLAGS.batch_size,
             epochs=FLAGS.epochs, drop_remainder=FLAGS.drop_remainder, optimizer=FLAGS.optimizer,
@@ -142,7 +147,7 @@ def checked_config(argv):
     """The whole configuration from the parsed flags, checked before any data is loaded,
     anything compiled or written (raises BadFlag)."""
     if len(argv) > 1:
-        raise BadFlag("", " ".join(argv[1:]), "unexpected arguments (flags need --)")
+        raise BadFlag(None, None, f"unexpected arguments {argv[1:]} (flags start with --)")
     if not FLAGS.workdir:
         raise BadFlag("workdir", FLAGS.workdir, "is required: the folder of the run "
                       "(set it in the flagfile)")
@@ -227,6 +232,9 @@ def main(argv):
         config = checked_config(argv)
     except BadFlag as e:
         usage_error(str(e))
+    if FLAGS.check_only:
+        print(json.dumps(config.to_dict(), sort_keys=True))
+        return 0
     import jax
 
     from cnn_jax import data, training

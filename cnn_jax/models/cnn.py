@@ -35,7 +35,8 @@ class CNN(nn.Module):
         logits; accepts any input size and is translation invariant up to borders).
       conv_impl: ``ops.conv2d`` implementation ("auto" picks by backend).
       batch_norm: BatchNorm (Keras's momentum 0.99 and epsilon 1e-3) between every conv and
-        its activation ("cnn_bn" sets it).
+        its activation ("cnn_bn" sets it). Those convs have no bias: BatchNorm removes it, so
+        its gradient is rounding noise, which Adam would scale up into full-size steps.
 
     ``__call__(x, *, train=False, mask=None)``: [N, H, W, C] -> (logits [N, num_classes],
     features with one entry per stage, "conv_1", "pool_1", ..., and "logits"). With
@@ -68,8 +69,8 @@ class CNN(nn.Module):
         act = activation(self.activation)
         features = {}
         for i, (f, k, s) in enumerate(zip(self.features, kernels, strides, strict=True), 1):
-            x = Conv2D(f, k, stride=s, padding=self.padding, impl=self.conv_impl,
-                       name=f"conv_{i}")(x)
+            x = Conv2D(f, k, stride=s, padding=self.padding, use_bias=not self.batch_norm,
+                       impl=self.conv_impl, name=f"conv_{i}")(x)
             if self.batch_norm:
                 x = nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3,
                                  name=f"bn_{i}")(x, mask=None if mask is None else
