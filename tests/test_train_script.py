@@ -203,9 +203,10 @@ def test_user_model_with_batch_norm_trains_resumes_after_ctrl_c_and_restores(tmp
     assert proc.returncode == 0 and "resuming after epoch" in proc.stderr, proc.stderr[-2000:]
     results = json.load(open(tmp_path / "run" / "results.json"))
     monkeypatch.syspath_prepend(str(tmp_path))
-    from cnn_jax import data, training
+    from cnn_jax import training
 
     run = training.restore(str(tmp_path / "run"))
     assert set(run.variables) == {"params", "batch_stats"} and run.mean is not None
-    _, valid = data.load_splits("synthetic_bars")
+    valid = run.validation_data()
+    assert len(valid) == 1024
     assert run.evaluate(valid.images, valid.labels)["accuracy"] == results["valid_accuracy"]

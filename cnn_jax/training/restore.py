@@ -51,6 +51,15 @@ class Restored:
         (``train=False``: BatchNorm uses its running averages)."""
         return self.model.apply(self.variables, self.preprocess(images), train=False)
 
+    def validation_data(self):
+        """The run's validation set (``cnn_jax.data.Dataset``), loaded as the run loaded it."""
+        from cnn_jax import data  # pulls in TFDS
+
+        c = self.config
+        return data.load_splits(c.dataset, validation=c.validation,
+                                validation_fraction=c.validation_fraction, seed=c.seed,
+                                data_dir=c.data_dir)[1]
+
     def evaluate(self, images: jax.Array, labels: jax.Array, *,
                  batch_size: int | None = None) -> dict[str, float]:
         """Loss and accuracy on uint8 ``images`` [N, H, W, C] and int ``labels`` [N], batched
@@ -67,8 +76,9 @@ def restore(workdir: str) -> Restored:
     """Restores the finished run in ``workdir``.
 
     >>> run = restore("runs/quickstart")                          # doctest: +SKIP
-    >>> logits, features = run(images_uint8)                      # doctest: +SKIP
-    >>> run.evaluate(images, labels)["accuracy"]                  # doctest: +SKIP
+    >>> valid = run.validation_data()                             # doctest: +SKIP
+    >>> run.evaluate(valid.images, valid.labels)["accuracy"]      # doctest: +SKIP
+    >>> logits, features = run(valid.images[:8])                  # doctest: +SKIP
 
     Args:
       workdir: a workdir ``training.fit`` finished (it holds ``config.json``,
