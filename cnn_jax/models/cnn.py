@@ -63,6 +63,9 @@ class CNN(nn.Module):
             raise ValueError(f"pool must be 'max', 'avg' or 'none', got {self.pool!r}")
         if self.head not in ("dense", "gap"):
             raise ValueError(f"head must be 'dense' or 'gap', got {self.head!r}")
+        for name in ("features", "dense_units"):
+            if any(n < 1 for n in getattr(self, name)):
+                raise ValueError(f"{name} must be positive counts, got {getattr(self, name)!r}")
         n = len(self.features)
         kernels = _per_stage(self.kernel_size, n, "kernel_size")
         strides = _per_stage(self.strides, n, "strides")

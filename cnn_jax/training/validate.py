@@ -7,6 +7,7 @@ import os
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from cnn_jax import models
 from cnn_jax.config import ConfigError, TrainConfig
@@ -47,8 +48,8 @@ def check_config(config: TrainConfig) -> None:
         except ValueError as e:
             raise ConfigError("early_stopping.mode", config.early_stopping.mode, str(e)) from None
     if config.num_devices > jax.device_count():
-        raise ConfigError("num_devices", config.num_devices,
-                          f"only {jax.device_count()} devices exist (0: use all)")
+        raise ConfigError("num_devices", config.num_devices, f"must be at most the "
+                          f"{jax.device_count()} device(s) found (0: use all)")
 
 
 def _check_optimizer(config: TrainConfig) -> None:
@@ -63,6 +64,9 @@ def _check_optimizer(config: TrainConfig) -> None:
             return f"{type(e).__name__}: {e}".split("\n")[0]
         return None
 
+    if not callable(getattr(optax, config.optimizer, None)):
+        raise ConfigError("optimizer", config.optimizer, "not an optax optimizer; e.g. adam, "
+                          "adamw, sgd, rmsprop, lion (any optax.NAME(learning_rate, ...))")
     if problem({}) is not None:
         raise ConfigError("optimizer", config.optimizer, problem({}))
     for key, value in config.optimizer_kwargs.items():
