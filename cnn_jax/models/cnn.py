@@ -34,9 +34,14 @@ class CNN(nn.Module):
       head: "dense" (flatten -> ``dense_units`` -> logits) or "gap" (global average pool ->
         logits; accepts any input size and is translation invariant up to borders).
       conv_impl: ``ops.conv2d`` implementation ("auto" picks by backend).
+      batch_norm: BatchNorm (Keras's momentum 0.99 and epsilon 1e-3) between every conv and
+        its activation ("cnn_bn" sets it). Those convs have no bias: BatchNorm removes it, so
+        its gradient is rounding noise, which Adam would scale up into full-size steps.
 
-    ``__call__``: [N, H, W, C] -> (logits [N, num_classes], features with one entry per
-    stage, "conv_1", "pool_1", ..., and "logits").
+    ``__call__(x, *, train=False, mask=None)``: [N, H, W, C] -> (logits [N, num_classes],
+    features with one entry per stage, "conv_1", "pool_1", ..., and "logits"). With
+    ``train=True`` BatchNorm normalises with the statistics of the examples where ``mask``
+    [N] is True (all if None) and updates its running averages; otherwise it uses them.
     """
 
     features: Sequence[int] = (32, 64)
@@ -50,21 +55,30 @@ class CNN(nn.Module):
     dense_units: Sequence[int] = (128,)
     num_classes: int = 10
     conv_impl: str = "auto"
+    batch_norm: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array, *, train: bool = False):
+    def __call__(self, x: jax.Array, *, train: bool = False, mask: jax.Array | None = None):
         if self.pool not in ("max", "avg", "none"):
             raise ValueError(f"pool must be 'max', 'avg' or 'none', got {self.pool!r}")
         if self.head not in ("dense", "gap"):
             raise ValueError(f"head must be 'dense' or 'gap', got {self.head!r}")
+        for name in ("features", "dense_units"):
+            if any(n < 1 for n in getattr(self, name)):
+                raise ValueError(f"{name} must be positive counts, got {getattr(self, name)!r}")
         n = len(self.features)
         kernels = _per_stage(self.kernel_size, n, "kernel_size")
         strides = _per_stage(self.strides, n, "strides")
         act = activation(self.activation)
         features = {}
         for i, (f, k, s) in enumerate(zip(self.features, kernels, strides, strict=True), 1):
-            x = act(Conv2D(f, k, stride=s, padding=self.padding, impl=self.conv_impl,
-                           name=f"conv_{i}")(x))
+            x = Conv2D(f, k, stride=s, padding=self.padding, use_bias=not self.batch_norm,
+                       impl=self.conv_impl, name=f"conv_{i}")(x)
+            if self.batch_norm:
+                x = nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3,
+                                 name=f"bn_{i}")(x, mask=None if mask is None else
+                                                 mask[:, None, None, None])
+            x = act(x)
             features[f"conv_{i}"] = x
             if self.pool != "none":
                 pool = ops.max_pool2d if self.pool == "max" else ops.avg_pool2d
@@ -80,3 +94,10 @@ class CNN(nn.Module):
         logits = nn.Dense(self.num_classes, kernel_init=KERAS_KERNEL_INIT, name="head")(x)
         features["logits"] = logits
         return logits, features
+
+
+@register("cnn_bn")
+class CNNBN(CNN):
+    """The plain CNN with BatchNorm after every conv (``batch_norm=True``); see ``CNN``."""
+
+    batch_norm: bool = True
