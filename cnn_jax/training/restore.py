@@ -14,7 +14,7 @@ import numpy as np
 from cnn_jax import io, models
 from cnn_jax.config import TrainConfig
 from cnn_jax.data.pipeline import normalize
-from cnn_jax.training.checkpoint import load_final_params
+from cnn_jax.training.checkpoint import CheckpointError, load_final_params
 from cnn_jax.training.steps import evaluate
 
 __all__ = ["Restored", "restore"]
@@ -88,19 +88,29 @@ def restore(workdir: str) -> Restored:
       A :class:`Restored`: model, variables, normalisation, config and results.
 
     Raises:
-      FileNotFoundError: naming the missing file, if the run is not finished.
+      CheckpointError: naming the file that is missing or unreadable (the run is not
+        finished, or the folder holds no training run).
     """
-    paths = {name: os.path.join(workdir, name)
-             for name in ("config.json", "model.json", "results.json", "final")}
-    for path in paths.values():
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{path} does not exist: {workdir!r} holds no finished "
-                                    "run of this version of cnn_jax (rerun its command)")
-    config = TrainConfig.from_dict(io.read_json(paths["config.json"]))
-    meta = io.read_json(paths["model.json"])
+    config = _read(workdir, "config.json", TrainConfig.from_dict)
+    meta = _read(workdir, "model.json", dict)
     models.import_module(config.model_module)
     model = models.get(config.model, num_classes=meta["num_classes"], **config.model_kwargs)
+    variables = load_final_params(workdir)
     as_array = lambda v: None if v is None else np.asarray(v, np.float32)
-    return Restored(config, model, int(meta["num_classes"]), load_final_params(workdir),
-                    as_array(meta["mean"]), as_array(meta["std"]),
-                    io.read_json(paths["results.json"]))
+    return Restored(config, model, int(meta["num_classes"]), variables,
+                    as_array(meta.get("mean")), as_array(meta.get("std")),
+                    _read(workdir, "results.json", dict))
+
+
+def _read(workdir: str, name: str, parse):
+    """``parse`` of the JSON file ``workdir/name``; CheckpointError naming it otherwise."""
+    path = os.path.join(workdir, name)
+    try:
+        return parse(io.read_json(path))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such file; expected the workdir of a finished "
+                              "training run (rerun its command)") from None
+    except Exception as e:  # unreadable or not a run's file: say which and why
+        text = " ".join(str(e).split())[:200]
+        raise CheckpointError(f"{path}: not a training run's {name} ({type(e).__name__}: "
+                              f"{text})") from None
