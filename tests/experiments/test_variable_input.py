@@ -25,6 +25,6 @@ def test_mlp_refuses_another_input_size_with_a_clear_error():
 def test_quick_variant(tmp_path):
     record, _ = run_quick("variable_input", tmp_path)
     n = record["numbers"]
-    for key in ("accuracy_28_original", "accuracy_36_centred", "accuracy_42_random"):
+    for key in ("gap_accuracy_28_original", "gmp_accuracy_36_centred", "gap_accuracy_42_random"):
         assert 0 <= n[key] <= 1
     assert "x must have 784 values" in n["mlp_error"]
