@@ -123,7 +123,7 @@ def _figure_rf(rows, erf_rows, workdir, mass):
     right.plot(depths, [r["erf_width_init"] for r in erf_rows], "s--",
                label=f"effective, init ({mass:.0%} mass)")
     right.plot(depths, [r["erf_half_mass_width_init"] for r in erf_rows], "d:",
-               label="effective, at init (50% mass)")
+               label="effective, init (50% mass)")
     trained = [(r["depth"], r["erf_width_trained"]) for r in erf_rows
                if r["erf_width_trained"] != ""]
     if trained:
