@@ -31,8 +31,9 @@ class CNN(nn.Module):
       kernel_size, strides: one value, or one per stage.
       padding: conv padding (``ops.PADDINGS``; Keras default "valid").
       pool: "max" | "avg" | "none", applied after every stage with window ``pool_window``.
-      head: "dense" (flatten -> ``dense_units`` -> logits) or "gap" (global average pool ->
-        logits; accepts any input size and is translation invariant up to borders).
+      head: "dense" (flatten -> ``dense_units`` -> logits), "gap" (global average pool ->
+        logits) or "gmp" (global max pool -> logits); the global heads accept any input size
+        and are translation invariant up to borders.
       conv_impl: ``ops.conv2d`` implementation ("auto" picks by backend).
       batch_norm: BatchNorm (Keras's momentum 0.99 and epsilon 1e-3) between every conv and
         its activation ("cnn_bn" sets it). Those convs have no bias: BatchNorm removes it, so
@@ -61,8 +62,8 @@ class CNN(nn.Module):
     def __call__(self, x: jax.Array, *, train: bool = False, mask: jax.Array | None = None):
         if self.pool not in ("max", "avg", "none"):
             raise ValueError(f"pool must be 'max', 'avg' or 'none', got {self.pool!r}")
-        if self.head not in ("dense", "gap"):
-            raise ValueError(f"head must be 'dense' or 'gap', got {self.head!r}")
+        if self.head not in ("dense", "gap", "gmp"):
+            raise ValueError(f"head must be 'dense', 'gap' or 'gmp', got {self.head!r}")
         for name in ("features", "dense_units"):
             if any(n < 1 for n in getattr(self, name)):
                 raise ValueError(f"{name} must be positive counts, got {getattr(self, name)!r}")
@@ -86,6 +87,8 @@ class CNN(nn.Module):
                 features[f"pool_{i}"] = x
         if self.head == "gap":
             x = ops.global_avg_pool(x)
+        elif self.head == "gmp":
+            x = x.max(axis=(1, 2))
         else:
             x = x.reshape(x.shape[0], -1)
             for j, units in enumerate(self.dense_units, 1):
