@@ -1,0 +1,1 @@
+"""Experiments: each turns one claim of the lecture into numbers, tables and figures."""
