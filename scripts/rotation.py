@@ -30,6 +30,7 @@ flags.DEFINE_integer("epochs", 30, "Maximum epochs.")
 flags.DEFINE_integer("batch_size", 128, "Batch size.")
 flags.DEFINE_float("learning_rate", 3e-3, "Adam learning rate.")
 flags.DEFINE_integer("patience", 5, "Early-stopping patience on val_loss (0: none).")
+flags.DEFINE_boolean("train", True, "--notrain: only collect the finished sub-runs.")
 flags.DEFINE_boolean("quick", False, "Mark the run as a smoke test.")
 
 
@@ -50,11 +51,14 @@ def main(argv):
             data_seed=FLAGS.data_seed, seeds=number_list("seeds"),
             conditions=tuple(FLAGS.conditions), models=models, epochs=FLAGS.epochs,
             batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
-            patience=FLAGS.patience, quick=FLAGS.quick,
+            patience=FLAGS.patience, train=FLAGS.train, quick=FLAGS.quick,
             command=shlex.join(["python", "scripts/rotation.py", *sys.argv[1:]]))
     except ValueError as e:
         usage_error(str(e))
-    record = rotation.run(config, log=lambda m: print(m, file=sys.stderr, flush=True))
+    try:
+        record = rotation.run(config, log=lambda m: print(m, file=sys.stderr, flush=True))
+    except ValueError as e:
+        usage_error(str(e))
     print(f"{record['status']}: {record['finding']}")
 
 

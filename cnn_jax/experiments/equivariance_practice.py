@@ -248,8 +248,14 @@ def _record(config, acc_rows, params, summary, eq_files, n_eval) -> dict[str, An
                                     for m in config.models) + ").")
     figures = [{"title": "Accuracy under shift, rotation and zoom, one curve per model",
                 "png": "figures/accuracy.png"}]
-    figures += [{"title": f"Equivariance error per stage: {os.path.basename(f)}", "png": f}
-                for f in eq_files if f.endswith(".png")]
+    for f in eq_files:
+        stem = os.path.splitext(os.path.basename(f))[0]
+        if not f.endswith(".png"):
+            continue
+        title = (f"Equivariance error per stage of the {stem.removeprefix('stages_trained_')} "
+                 "(trained)" if stem.startswith("stages_") else
+                 f"Equivariance error of each trained model's last stages under {stem}")
+        figures.append({"title": title, "png": f})
     return {
         "name": NAME,
         "title": "Equivariance in practice: accuracy under transforms of upright-trained models",

@@ -55,6 +55,8 @@ class RotationConfig:
       models: {registry name: hyper-parameters}.
       epochs, batch_size, learning_rate: Adam training; ``patience`` > 0 adds early stopping
         on the validation loss with the best weights restored (0: train all epochs).
+      train: False only collects the finished sub-runs (partial results while other
+        processes train the rest) and trains nothing.
       quick: a smoke-test run (recorded in experiment.json).
       command: the command that reproduces the run (recorded).
     """
@@ -74,6 +76,7 @@ class RotationConfig:
     batch_size: int = 128
     learning_rate: float = 3e-3
     patience: int = 5
+    train: bool = True
     quick: bool = False
     command: str = ""
 
@@ -184,14 +187,14 @@ def _figure(summary, path: str) -> None:
     fig, axes = plt.subplots(1, len(conditions), figsize=(4 * len(conditions) + 1, 4),
                              sharey=True, squeeze=False)
     styles = {"cnn": ("tab:blue", "//"), "p4cnn": ("tab:orange", "")}
-    top = max(r["rotated_test_error_mean"] + (r["rotated_test_error_sd"] or 0) * (
-        r["rotated_test_error_sd"] == r["rotated_test_error_sd"]) for r in summary)
+    top = max(r["rotated_test_error_mean"] + np.nan_to_num(r["rotated_test_error_sd"])
+              for r in summary)
     for ax, condition in zip(axes[0], conditions, strict=True):
         cells = [r for r in summary if r["train"] == condition]
         for i, r in enumerate(cells):
             colour, hatch = styles.get(r["model"], ("tab:gray", ".."))
             mean, sd = r["rotated_test_error_mean"], r["rotated_test_error_sd"]
-            ax.bar(i, mean, yerr=0 if sd != sd else sd, capsize=4, color=colour, hatch=hatch,
+            ax.bar(i, mean, yerr=np.nan_to_num(sd), capsize=4, color=colour, hatch=hatch,
                    edgecolor="black")
             ax.annotate(f"{mean:.2f}%", (i, mean), textcoords="offset points",
                         xytext=(12, 4), fontsize=8)
@@ -264,6 +267,8 @@ def run(config: RotationConfig, log: Callable[[str], None] = print) -> dict[str,
 
             for model in config.models:
                 workdir = os.path.join(config.workdir, member_name(model, condition, seed))
+                if not config.train and not os.path.exists(os.path.join(workdir, "test.json")):
+                    continue
                 r = subruns.train_and_test(train_config(config, model, seed), workdir,
                                            train_data, test_data, num_classes, log)
                 rows.append({
@@ -274,6 +279,8 @@ def run(config: RotationConfig, log: Callable[[str], None] = print) -> dict[str,
                     "upright_test_error": 100 * (1 - r["test_upright_accuracy"]),
                     "wall_time": r["wall_time"]})
                 record = write_outputs(config, rows, counts, total)
+    if not rows:
+        raise ValueError(f"no finished sub-runs in {config.workdir!r} (train=False)")
     log(f"{NAME}: {len(rows)}/{total} sub-runs in {time.perf_counter() - start:.0f} s")
     return record
 
@@ -314,7 +321,7 @@ def write_outputs(config: RotationConfig, rows, counts: Mapping[str, int], total
                      "png": "figures/errors.png"}],
         "numbers": numbers,
         "protocol": {k: v for k, v in dataclasses.asdict(config).items()
-                     if k not in ("workdir", "command")},
+                     if k not in ("workdir", "command", "train")},
     }
     subruns.write_experiment(config.workdir, record)
     return record
