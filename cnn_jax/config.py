@@ -14,6 +14,9 @@ VALIDATIONS = ("test", "holdout")
 # Names of ``cnn_jax.training.steps.LOSSES``: the log-softmax cross-entropy (default) and
 # Keras's clipped-probability one (``cnn_jax.training.keras``).
 LOSSES = ("cross_entropy", "keras_categorical_crossentropy")
+# Matmul/conv precisions (``jax.lax.Precision`` names); README "Precision" says what each
+# means on CPU, GPU and TPU.
+PRECISIONS = ("default", "high", "highest")
 
 # The metrics training logs each epoch: what early stopping can monitor.
 MONITORS = ("loss", "accuracy", "val_loss", "val_accuracy")
@@ -81,6 +84,11 @@ class TrainConfig:
       num_devices: devices to shard the batch over (0: all local devices).
       checkpoint_every: save an orbax checkpoint every this many epochs (0: never).
       standardize: scale inputs to zero mean / unit variance per channel (train statistics).
+      precision: precision of every dot and convolution of the model, one of ``PRECISIONS``:
+        "default" leaves it to JAX (``jax_default_matmul_precision`` when set, else the
+        backend's fastest: TF32 on Ampere+ GPUs, one bf16 pass on TPUs; float32 on CPU);
+        "high" and "highest" are ``lax.Precision.HIGH``/``HIGHEST``, passed to the model's
+        ``precision`` argument.
     """
 
     model: str = "mlp"
@@ -102,6 +110,7 @@ class TrainConfig:
     num_devices: int = 0
     checkpoint_every: int = 1
     standardize: bool = False
+    precision: str = "default"
 
     def __post_init__(self):
         _check_types(self)
@@ -122,6 +131,8 @@ class TrainConfig:
         if self.early_stopping is not None:
             _check(self.early_stopping.monitor in MONITORS, "early_stopping.monitor",
                    self.early_stopping.monitor, f"one of the logged metrics {MONITORS}")
+        _check(self.precision in PRECISIONS, "precision", self.precision,
+               f"one of {PRECISIONS}")
 
     def replace(self, **changes) -> TrainConfig:
         """A copy with ``changes``; a name that is no field goes into ``model_kwargs``."""

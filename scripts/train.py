@@ -64,6 +64,9 @@ flags.DEFINE_integer("seed", 0, "Seed of initialisation, shuffling and holdout s
 flags.DEFINE_integer("num_devices", 0, "Devices to shard the batch over (0: all local).")
 flags.DEFINE_integer("checkpoint_every", 1, "Checkpoint every N epochs (0: never).")
 flags.DEFINE_boolean("standardize", False, "Standardise inputs per channel.")
+flags.DEFINE_enum("precision", "default", ["default", "high", "highest"],
+                  "Matmul/conv precision: default (JAX's: TF32 on Ampere+ GPUs, bf16 on TPUs, "
+                  "float32 on CPU), high, or highest (full float32); see README 'Precision'.")
 flags.DEFINE_string("platform", None, "cpu, gpu or tpu (default: what JAX finds).")
 flags.DEFINE_boolean("distributed", False, "Call jax.distributed.initialize() (multi-host).")
 flags.DEFINE_boolean("restart", False, "Discard the run already in --workdir (its config, "
@@ -150,7 +153,8 @@ def config_from_flags():
             optimizer_kwargs=_pairs(FLAGS.optimizer_arg, "optimizer_arg"), loss=FLAGS.loss,
             early_stopping=es,
             seed=FLAGS.seed, num_devices=FLAGS.num_devices,
-            checkpoint_every=FLAGS.checkpoint_every, standardize=FLAGS.standardize)
+            checkpoint_every=FLAGS.checkpoint_every, standardize=FLAGS.standardize,
+            precision=FLAGS.precision)
     except ConfigError as e:
         raise _flag_of(e) from None
 

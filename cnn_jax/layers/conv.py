@@ -21,6 +21,8 @@ class Conv2D(nn.Module):
       padding: one of ``ops.PADDINGS``.
       use_bias: add a per-filter bias.
       impl: ``"auto"`` | ``"xla"`` | ``"matmul"`` (see ``ops.conv2d``).
+      precision: ``lax.Precision`` name of the contraction ("default", "high", "highest");
+        None (default) leaves it to JAX (``jax_default_matmul_precision``).
 
     Input [N, H, W, C] -> output [N, H', W', O].
     """
@@ -34,13 +36,14 @@ class Conv2D(nn.Module):
     impl: str = "auto"
     kernel_init: Callable = nn.initializers.glorot_uniform()
     bias_init: Callable = nn.initializers.zeros
+    precision: str | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         kh, kw = ops.conv.as_tuple(self.kernel_size, 2, "kernel_size")
         kernel = self.param("kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features))
         y = ops.conv2d(x, kernel, padding=self.padding, stride=self.stride,
-                       dilation=self.dilation, impl=self.impl)
+                       dilation=self.dilation, impl=self.impl, precision=self.precision)
         if self.use_bias:
             y = y + self.param("bias", self.bias_init, (self.features,))
         return y

@@ -31,6 +31,7 @@ class _GroupConvAttributes(nn.Module):
     impl: str = "auto"
     kernel_init: Callable = nn.initializers.glorot_uniform()
     bias_init: Callable = nn.initializers.zeros
+    precision: str | None = None
 
 
 class LiftingConv(_GroupConvAttributes):
@@ -44,6 +45,8 @@ class LiftingConv(_GroupConvAttributes):
       stride, padding: as ``ops.conv2d``.
       use_bias: one bias per filter, shared over the group (keeps equivariance).
       impl: ``ops.conv2d`` implementation.
+      precision: ``lax.Precision`` name of the contraction ("default", "high", "highest");
+        None (default) leaves it to JAX (``jax_default_matmul_precision``).
 
     Input [N, H, W, C] -> output [N, H', W', O, G]; parameter "kernel" [K, K, C, O].
     """
@@ -53,7 +56,8 @@ class LiftingConv(_GroupConvAttributes):
         k = _square_kernel(self.kernel_size, self.padding)
         kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
         y = group_ops.lifting_conv2d(x, kernel, self.group, padding=self.padding,
-                                     stride=self.stride, impl=self.impl)
+                                     stride=self.stride, impl=self.impl,
+                                     precision=self.precision)
         if self.use_bias:
             y = y + self.param("bias", self.bias_init, (self.features, 1))
         return y
@@ -65,7 +69,7 @@ class GroupConv(_GroupConvAttributes):
     Attributes:
       features: filters O.
       group: "p4" or "p4m".
-      kernel_size, stride, padding, use_bias, impl: as ``LiftingConv``.
+      kernel_size, stride, padding, use_bias, impl, precision: as ``LiftingConv``.
 
     Input [N, H, W, C, G] -> output [N, H', W', O, G]; parameter "kernel" [K, K, C, G, O].
     """
@@ -79,7 +83,8 @@ class GroupConv(_GroupConvAttributes):
                              f"shape {y.shape}")
         kernel = self.param("kernel", self.kernel_init, (k, k, y.shape[3], n, self.features))
         out = group_ops.group_conv2d(y, kernel, self.group, padding=self.padding,
-                                     stride=self.stride, impl=self.impl)
+                                     stride=self.stride, impl=self.impl,
+                                     precision=self.precision)
         if self.use_bias:
             out = out + self.param("bias", self.bias_init, (self.features, 1))
         return out

@@ -29,6 +29,7 @@ class _ScaleBasis(nn.Module):
     padding: str = "same"
     use_bias: bool = True
     impl: str = "auto"
+    precision: str | None = None
 
     def basis(self) -> jax.Array:
         scales = scale_ops.scale_ladder(self.sigma0, self.ratio, self.num_scales)
@@ -48,7 +49,8 @@ class ScaleLiftingConv(_ScaleBasis):
         (``ops.scale.kernel_size_for``: 13 for the ladder 0.8 * sqrt(2)^s, s < 3, order 2).
         A smaller window truncates the coarsest filters and costs equivariance there.
       order: Hermite degree of the basis (B = (order+1)(order+2)/2 functions).
-      padding, impl: as ``ops.conv2d``; use_bias: one bias per filter, shared over scales.
+      padding, impl, precision: as ``ops.conv2d`` (precision None: JAX's default); use_bias:
+        one bias per filter, shared over scales.
 
     Input [N, H, W, C] -> output [N, H, W, O, S]; parameter "weights" [C, O, B].
     """
@@ -59,7 +61,8 @@ class ScaleLiftingConv(_ScaleBasis):
     def __call__(self, x: jax.Array) -> jax.Array:
         basis = self.basis()
         w = self.param("weights", self.weights_init, (x.shape[-1], self.features, basis.shape[-1]))
-        y = scale_ops.scale_lifting_conv2d(x, w, basis, padding=self.padding, impl=self.impl)
+        y = scale_ops.scale_lifting_conv2d(x, w, basis, padding=self.padding, impl=self.impl,
+                                           precision=self.precision)
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features, 1))
         return y
@@ -83,7 +86,8 @@ class ScaleConv(_ScaleBasis):
         basis = self.basis()
         w = self.param("weights", self.weights_init,
                        (y.shape[3], self.scale_span, self.features, basis.shape[-1]))
-        out = scale_ops.scale_conv2d(y, w, basis, padding=self.padding, impl=self.impl)
+        out = scale_ops.scale_conv2d(y, w, basis, padding=self.padding, impl=self.impl,
+                                     precision=self.precision)
         if self.use_bias:
             out = out + self.param("bias", nn.initializers.zeros, (self.features, 1))
         return out

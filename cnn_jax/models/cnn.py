@@ -38,6 +38,8 @@ class CNN(nn.Module):
       batch_norm: BatchNorm (Keras's momentum 0.99 and epsilon 1e-3) between every conv and
         its activation ("cnn_bn" sets it). Those convs have no bias: BatchNorm removes it, so
         its gradient is rounding noise, which Adam would scale up into full-size steps.
+      precision: precision of every dot and conv ("default", "high", "highest"; None: JAX's
+        default, see ``TrainConfig.precision``).
 
     ``__call__(x, *, train=False, mask=None)``: [N, H, W, C] -> (logits [N, num_classes],
     features with one entry per stage, "conv_1", "pool_1", ..., and "logits"). With
@@ -57,6 +59,7 @@ class CNN(nn.Module):
     num_classes: int = 10
     conv_impl: str = "auto"
     batch_norm: bool = False
+    precision: str | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False, mask: jax.Array | None = None):
@@ -74,7 +77,7 @@ class CNN(nn.Module):
         features = {}
         for i, (f, k, s) in enumerate(zip(self.features, kernels, strides, strict=True), 1):
             x = Conv2D(f, k, stride=s, padding=self.padding, use_bias=not self.batch_norm,
-                       impl=self.conv_impl, name=f"conv_{i}")(x)
+                       impl=self.conv_impl, precision=self.precision, name=f"conv_{i}")(x)
             if self.batch_norm:
                 x = nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3,
                                  name=f"bn_{i}")(x, mask=None if mask is None else
@@ -92,9 +95,11 @@ class CNN(nn.Module):
         else:
             x = x.reshape(x.shape[0], -1)
             for j, units in enumerate(self.dense_units, 1):
-                x = act(nn.Dense(units, kernel_init=KERAS_KERNEL_INIT, name=f"dense_{j}")(x))
+                x = act(nn.Dense(units, kernel_init=KERAS_KERNEL_INIT, precision=self.precision,
+                                 name=f"dense_{j}")(x))
                 features[f"dense_{j}"] = x
-        logits = nn.Dense(self.num_classes, kernel_init=KERAS_KERNEL_INIT, name="head")(x)
+        logits = nn.Dense(self.num_classes, kernel_init=KERAS_KERNEL_INIT,
+                          precision=self.precision, name="head")(x)
         features["logits"] = logits
         return logits, features
 

@@ -45,6 +45,8 @@ class GroupCNN(nn.Module):
       group_pool: "max" or "mean" over the group axis before the head.
       num_classes: logits.
       conv_impl: ``ops.conv2d`` implementation.
+      precision: precision of every dot and conv ("default", "high", "highest"; None: JAX's
+        default, see ``TrainConfig.precision``).
 
     ``__call__``: [N, H, W, C] -> (logits [N, num_classes], features {"lift": [N, h, w, F, G],
     "pool_1", "gconv_2", ..., "group_pool": [N, h, w, F], "gap": [N, F], "logits"}).
@@ -60,19 +62,21 @@ class GroupCNN(nn.Module):
     group_pool: str = "max"
     num_classes: int = 10
     conv_impl: str = "auto"
+    precision: str | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False):
         if not self.features:
             raise ValueError(f"features must name at least one stage, got {self.features!r}")
         common = dict(group=self.group, kernel_size=self.kernel_size, padding=self.padding,
-                      impl=self.conv_impl)
+                      impl=self.conv_impl, precision=self.precision)
         convs = [("lift", LiftingConv(self.features[0], name="lift", **common))]
         convs += [(f"gconv_{i}", GroupConv(f, name=f"gconv_{i}", **common))
                   for i, f in enumerate(self.features[1:], 2)]
         x, features = run_stages(x, convs, activation(self.activation), self.pool,
                                  self.pool_window)
-        return invariant_head(x, features, self.group_pool, "group_pool", self.num_classes)
+        return invariant_head(x, features, self.group_pool, "group_pool", self.num_classes,
+                              self.precision)
 
 
 def run_stages(x, convs, act, pool: str, pool_window: int):
@@ -100,8 +104,11 @@ def run_stages(x, convs, act, pool: str, pool_window: int):
     return x, features
 
 
-def invariant_head(y, features, reduce: str, pool_name: str, num_classes: int):
+def invariant_head(y, features, reduce: str, pool_name: str, num_classes: int,
+                   precision: str | None = None):
     """Pool over the trailing axis, global average pool, dense logits (inside a compact call).
+
+    ``precision`` is the dense layer's (None: JAX's default).
 
     Returns:
       (logits [N, num_classes], ``features`` with ``pool_name``, "gap" and "logits" added).
@@ -110,7 +117,7 @@ def invariant_head(y, features, reduce: str, pool_name: str, num_classes: int):
     features[pool_name] = x
     x = ops.global_avg_pool(x)
     features["gap"] = x
-    logits = nn.Dense(num_classes, name="head")(x)
+    logits = nn.Dense(num_classes, precision=precision, name="head")(x)
     features["logits"] = logits
     return logits, features
 

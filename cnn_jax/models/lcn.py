@@ -25,6 +25,8 @@ class LCN(nn.Module):
       pool: "max", "avg" or "none" after every stage, window ``pool_window``.
       dense_units: hidden dense layers of the head.
       num_classes: logits.
+      precision: precision of every dot and conv ("default", "high", "highest"; None: JAX's
+        default, see ``TrainConfig.precision``).
 
     The parameters depend on the input size it is initialised with.
     ``__call__``: [N, H, W, C] -> (logits, features {"local_1", "pool_1", ..., "dense_1",
@@ -39,6 +41,7 @@ class LCN(nn.Module):
     pool_window: int = 2
     dense_units: Sequence[int] = (64,)
     num_classes: int = 10
+    precision: str | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False):
@@ -48,15 +51,15 @@ class LCN(nn.Module):
         features = {}
         for i, f in enumerate(self.features, 1):
             x = act(LocallyConnected2D(f, self.kernel_size, padding=self.padding,
-                                       name=f"local_{i}")(x))
+                                       precision=self.precision, name=f"local_{i}")(x))
             features[f"local_{i}"] = x
             if self.pool != "none":
                 x = (ops.max_pool2d if self.pool == "max" else ops.avg_pool2d)(x, self.pool_window)
                 features[f"pool_{i}"] = x
         x = x.reshape(x.shape[0], -1)
         for j, units in enumerate(self.dense_units, 1):
-            x = act(nn.Dense(units, name=f"dense_{j}")(x))
+            x = act(nn.Dense(units, precision=self.precision, name=f"dense_{j}")(x))
             features[f"dense_{j}"] = x
-        logits = nn.Dense(self.num_classes, name="head")(x)
+        logits = nn.Dense(self.num_classes, precision=self.precision, name="head")(x)
         features["logits"] = logits
         return logits, features

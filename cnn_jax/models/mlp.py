@@ -21,6 +21,8 @@ class MLP(nn.Module):
       units: width of each hidden layer.
       activation: hidden activation name (``layers.conv.ACTIVATIONS``).
       num_classes: output logits.
+      precision: precision of every dot and conv ("default", "high", "highest"; None: JAX's
+        default, see ``TrainConfig.precision``).
 
     ``__call__``: [N, H, W, C] -> (logits [N, num_classes],
     features {"flatten": [N, H*W*C], "dense_1".. : [N, units], "logits"}).
@@ -30,6 +32,7 @@ class MLP(nn.Module):
     units: int = 512
     activation: str = "elu"
     num_classes: int = 10
+    precision: str | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False):
@@ -48,8 +51,10 @@ class MLP(nn.Module):
                     "convolutional model with global pooling (cnn with head='gap')")
         features = {"flatten": h}
         for i in range(self.num_layers):
-            h = act(nn.Dense(self.units, kernel_init=KERAS_KERNEL_INIT, name=f"dense_{i + 1}")(h))
+            h = act(nn.Dense(self.units, kernel_init=KERAS_KERNEL_INIT, precision=self.precision,
+                             name=f"dense_{i + 1}")(h))
             features[f"dense_{i + 1}"] = h
-        logits = nn.Dense(self.num_classes, kernel_init=KERAS_KERNEL_INIT, name="head")(h)
+        logits = nn.Dense(self.num_classes, kernel_init=KERAS_KERNEL_INIT,
+                          precision=self.precision, name="head")(h)
         features["logits"] = logits
         return logits, features

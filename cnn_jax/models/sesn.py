@@ -49,6 +49,8 @@ class SESN(nn.Module):
       scale_pool: "max" or "mean" over scales before the head.
       num_classes: logits.
       conv_impl: ``ops.conv2d`` implementation.
+      precision: precision of every dot and conv ("default", "high", "highest"; None: JAX's
+        default, see ``TrainConfig.precision``).
 
     ``__call__``: [N, H, W, C] -> (logits, features {"lift": [N, h, w, F, S], "sconv_2", ...,
     "scale_pool": [N, h, w, F], "gap": [N, F], "logits"}).
@@ -67,20 +69,23 @@ class SESN(nn.Module):
     scale_pool: str = "max"
     num_classes: int = 10
     conv_impl: str = "auto"
+    precision: str | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array, *, train: bool = False):
         if not self.features:
             raise ValueError(f"features must name at least one stage, got {self.features!r}")
         ladder = dict(num_scales=self.num_scales, sigma0=self.sigma0, ratio=self.ratio,
-                      kernel_size=self.kernel_size, order=self.order, impl=self.conv_impl)
+                      kernel_size=self.kernel_size, order=self.order, impl=self.conv_impl,
+                      precision=self.precision)
         convs = [("lift", ScaleLiftingConv(self.features[0], name="lift", **ladder))]
         convs += [(f"sconv_{i}", ScaleConv(f, scale_span=self.scale_span, name=f"sconv_{i}",
                                            **ladder))
                   for i, f in enumerate(self.features[1:], 2)]
         x, features = run_stages(x, convs, activation(self.activation), self.pool,
                                  self.pool_window)
-        return invariant_head(x, features, self.scale_pool, "scale_pool", self.num_classes)
+        return invariant_head(x, features, self.scale_pool, "scale_pool", self.num_classes,
+                              self.precision)
 
     def scale_reach(self) -> dict[str, int]:
         """{stage: how many scales above its own an output scale reads} for the scale maps.

@@ -151,7 +151,8 @@ def scale_lifting_conv2d(x: jax.Array, weights: jax.Array, basis: jax.Array, *,
     if jnp.ndim(weights) != 3 or weights.shape[-1] != basis.shape[-1]:
         raise ValueError(f"weights must be [C, O, {basis.shape[-1]}], got {jnp.shape(weights)}")
     s, k = basis.shape[0], basis.shape[1]
-    bank = jnp.einsum("sijb,cob->ijcos", basis, weights)  # [K, K, C, O, S]
+    bank = jnp.einsum("sijb,cob->ijcos", basis, weights,
+                      precision=precision)  # [K, K, C, O, S]
     out = conv2d(x, bank.reshape(k, k, weights.shape[0], -1), padding=padding, impl=impl,
                  precision=precision)
     return out.reshape(*out.shape[:3], weights.shape[1], s)
@@ -181,7 +182,8 @@ def scale_conv2d(y: jax.Array, weights: jax.Array, basis: jax.Array, *,
     c, span, o, _ = weights.shape
     s, k = basis.shape[0], basis.shape[1]
     # bank[:, :, c, t, o, s] holds the filter from input scale t to output scale s (t - s < J)
-    filters = jnp.einsum("sxyb,cjob->xycjos", basis, weights)  # [K, K, C, J, O, S]
+    filters = jnp.einsum("sxyb,cjob->xycjos", basis, weights,
+                         precision=precision)  # [K, K, C, J, O, S]
     bank = jnp.zeros((k, k, c, s, o, s), filters.dtype)
     for out_s in range(s):
         for j in range(min(span, s - out_s)):

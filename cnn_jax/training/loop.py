@@ -79,6 +79,26 @@ def make_mesh(num_devices: int = 0) -> Mesh:
     return Mesh(np.array(devices[: num_devices or len(devices)]), ("batch",))
 
 
+def model_arguments(config: TrainConfig) -> dict[str, Any]:
+    """``config.model_kwargs`` plus ``precision`` unless it is "default" (the model's own
+    default then: JAX's), so models without a ``precision`` argument train at "default".
+
+    Raises:
+      ValueError: "high"/"highest" for a model without a ``precision`` argument, or a
+        ``precision`` in ``model_kwargs`` as well.
+    """
+    kwargs = dict(config.model_kwargs)
+    if config.precision == "default":
+        return kwargs
+    if "precision" in kwargs:
+        raise ValueError(f"precision={config.precision!r} and model_kwargs precision="
+                         f"{kwargs['precision']!r}: set it in one place (the precision field)")
+    if "precision" not in models.arguments(config.model):
+        raise ValueError(f"precision={config.precision!r}: model {config.model!r} has no "
+                         "precision argument; use precision='default'")
+    return {**kwargs, "precision": config.precision}
+
+
 def eval_batch_size(batch_size: int, mesh: Mesh) -> int:
     """Evaluation batch: the training batch (as Keras validates), a multiple of the devices."""
     d = mesh.devices.size
@@ -135,7 +155,7 @@ def fit(config: TrainConfig, workdir: str, *, data: DeviceData | None = None,
     models.import_module(config.model_module)
     mesh = mesh or make_mesh(config.num_devices)
     data = data or load_data(config, mesh)
-    model = models.check(config.model, config.model_kwargs, num_classes=data.num_classes,
+    model = models.check(config.model, model_arguments(config), num_classes=data.num_classes,
                          input_shape=data.train_images.shape[1:])
     tx = make_optimizer(config.optimizer, config.learning_rate, **config.optimizer_kwargs)
     stopper = EarlyStopping(config.early_stopping) if config.early_stopping else None

@@ -94,7 +94,9 @@ def restore(workdir: str) -> Restored:
     config = _read(workdir, "config.json", TrainConfig.from_dict)
     meta = _read(workdir, "model.json", dict)
     models.import_module(config.model_module)
-    model = models.get(config.model, num_classes=meta["num_classes"], **config.model_kwargs)
+    from cnn_jax.training.loop import model_arguments
+
+    model = models.get(config.model, num_classes=meta["num_classes"], **model_arguments(config))
     variables = load_final_params(workdir)
     as_array = lambda v: None if v is None else np.asarray(v, np.float32)
     return Restored(config, model, int(meta["num_classes"]), variables,

@@ -36,8 +36,14 @@ def check_config(config: TrainConfig) -> None:
     if config.data_dir is not None and not os.path.isdir(config.data_dir):
         raise ConfigError("data_dir", config.data_dir, "no such folder; give a folder holding "
                           "IDX files or a TFDS-prepared copy, or leave it unset")
+    from cnn_jax.training.loop import model_arguments
+
+    try:
+        kwargs = model_arguments(config)
+    except ValueError as e:
+        raise ConfigError("precision", config.precision, str(e)) from None
     info = data.known_info(config.dataset)
-    models.check(config.model, config.model_kwargs,
+    models.check(config.model, kwargs,
                  input_shape=None if info is None else info.image_shape,
                  num_classes=10 if info is None else info.num_classes)
     _check_optimizer(config)

@@ -145,3 +145,16 @@ def test_sweep_leaves_out_scales_whose_reach_leaves_the_ladder():
     assert np.isnan(sweep({"sconv_2": 2})["sconv_2"]).all()  # nothing left to compare
     with pytest.raises(ValueError, match="scale_reach"):
         sweep(-1)
+
+
+def test_the_suite_pins_highest_precision(key):
+    """The autouse fixture in conftest.py: contractions left to JAX run at HIGHEST here."""
+    from cnn_jax import models
+
+    model = models.get("cnn", features=(2,), dense_units=(4,), num_classes=3, conv_impl="xla")
+    x = jnp.ones((1, 8, 8, 1))
+    hlo = jax.jit(model.apply).lower(model.init(key, x), x).as_text().splitlines()
+    contractions = [line for line in hlo if "stablehlo.convolution" in line
+                    or "stablehlo.dot_general" in line]
+    assert len(contractions) == 3  # the conv and the two dense layers
+    assert all(line.count("HIGHEST") == 2 and "DEFAULT" not in line for line in contractions)
