@@ -254,7 +254,7 @@ def bench_ours(model, data, *, label: str, epochs: int, batch_size: int, seed: i
                                    jax.random.fold_in(root, epoch))
         train_m = jax.device_get(train_m)
         t1 = time.perf_counter()
-        val_m = jax.device_get(run_eval(state.params, data.valid_images, data.valid_labels))
+        val_m = jax.device_get(run_eval(state.variables, data.valid_images, data.valid_labels))
         train_times.append(t1 - t0)
         val_times.append(time.perf_counter() - t1)
         rates.append(max(probe(probe_repeats)))

@@ -366,7 +366,7 @@ def run_report(workdir: str, subjects: Sequence[Subject], *, image_size: int = 2
 
 
 def trained_subject(model_name: str, model_kwargs: dict, params) -> Subject:
-    """A subject for a trained model (from ``training.checkpoint.restore_params``).
+    """A subject for a trained model (e.g. from ``training.restore``).
 
     ``num_classes`` is read off the head's kernel when the run's kwargs leave it out.
     """

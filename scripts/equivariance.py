@@ -79,11 +79,14 @@ def settings_from_flags() -> dict:
 def trained_subject(workdir: str):
     """The subject for a finished training run (errors name the file that is wrong)."""
     from cnn_jax import equivariance_report as report
-    from cnn_jax.training.checkpoint import restore_params
+    from cnn_jax.training import restore
 
     if not workdir.strip():
         raise ValueError("empty; expected the workdir of a finished training run")
-    return report.trained_subject(*restore_params(workdir))
+    run = restore(workdir)  # any registered model, also one from the run's --model_module
+    return report.trained_subject(
+        run.config.model, {**run.config.model_kwargs, "num_classes": run.num_classes},
+        run.variables)
 
 
 def main(argv):

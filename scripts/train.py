@@ -1,13 +1,19 @@
 """Train a model: ``python scripts/train.py --flagfile=experiments/NAME.flags``.
 
 Flags -> a typed ``TrainConfig`` -> ``cnn_jax.training.fit`` (or ``run_sweep`` with
-``--sweep``). A bad flag value is a one-line usage error with exit code 2.
+``--sweep``). The whole configuration is checked before any data is loaded, anything
+compiled or any file written; a bad flag value is one line
+``train.py: error: --FLAG=VALUE: what is wrong and what is allowed`` with exit code 2.
+Flags on the command line override the flagfile's, wherever they stand.
+Rerunning a command resumes its run (or reports it finished); ``--restart`` starts over.
 """
 
 from __future__ import annotations
 
 import ast
+import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -25,9 +31,12 @@ def sweep_syntax() -> str:
     return SYNTAX
 
 flags.DEFINE_string("workdir", None, "Folder for config.json, metrics, results, checkpoints.")
-flags.DEFINE_string("model", "cnn", "Model name (see cnn_jax.models.names()).")
+flags.DEFINE_string("model", "cnn", "Model name (see cnn_jax.models.names(); cnn_bn is the "
+                    "CNN with BatchNorm).")
 flags.DEFINE_multi_string("model_arg", [], "Model hyper-parameter as name=python_literal; "
                           "repeat the flag for several, e.g. --model_arg=features=(32,64).")
+flags.DEFINE_string("model_module", None, "Importable module (on PYTHONPATH) whose "
+                    "@cnn_jax.models.register models --model may name, e.g. my_pkg.my_models.")
 flags.DEFINE_string("dataset", "fashion_mnist", "Dataset name for cnn_jax.data.load.")
 flags.DEFINE_string("data_dir", None, "Local data folder (TFDS-prepared or IDX files).")
 flags.DEFINE_string("validation", "test", "'test' (validate on test, as the lecture) or "
@@ -68,14 +77,33 @@ flags.DEFINE_integer("num_processes", None, "Number of processes (implies --dist
                      "default: detected).")
 flags.DEFINE_integer("process_id", None, "This process's index in [0, num_processes) "
                      "(implies --distributed; default: detected).")
+flags.DEFINE_boolean("restart", False, "Discard the run already in --workdir (its config, "
+                     "metrics, checkpoints, results) and train from scratch.")
+flags.DEFINE_boolean("log_steps", False, "Also log every optimizer step to TensorBoard "
+                     "(WORKDIR/tensorboard; every epoch is always logged).")
+flags.DEFINE_boolean("check_only", False, "Check the whole configuration, print its canonical "
+                     "form (what config.json would hold) and exit: no data, no files.")
 flags.DEFINE_multi_string("sweep", [], "Sweep a config field or model argument; repeat for a "
                           "grid. Forms:\n" + sweep_syntax())
+
+
+# Flags that are no TrainConfig field: how to run, not what.
+RUN_FLAGS = ("workdir", "platform", "distributed", "coordinator", "num_processes", "process_id",
+             "restart", "log_steps", "check_only", "sweep")
+
+
+class BadFlag(Exception):
+    """A bad flag value: ``str()`` is ``--FLAG=VALUE: PROBLEM``."""
+
+    def __init__(self, flag: str | None, value, problem: str):
+        super().__init__(problem if flag is None else
+                         f"--{flag}={'' if value is None else value}: {problem}")
 
 
 def _literal(text: str):
     try:
         return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
         return text  # a bare word such as elu
 
 
@@ -83,34 +111,146 @@ def _pairs(items: list[str], flag: str) -> dict:
     out = {}
     for item in items:
         name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise ValueError(f"--{flag} must be name=value, got {item!r}")
+        if not sep or not name.strip():
+            raise BadFlag(flag, item, "must be name=value (a Python literal or a bare word), "
+                          "e.g. features=(32,64)")
         out[name.strip()] = _literal(value.strip())
     return out
 
 
+def _flag_of(error) -> BadFlag:
+    """The flag behind a ``ConfigError`` (its dotted field), as a ``BadFlag``."""
+    head, _, key = error.field.partition(".")
+    if head in ("model_kwargs", "optimizer_kwargs") and key:
+        flag = "model_arg" if head == "model_kwargs" else "optimizer_arg"
+        return BadFlag(flag, f"{key}={error.value!r}", error.problem)
+    if head == "early_stopping" and key:
+        return BadFlag(f"es_{key}", error.value, error.problem)
+    return BadFlag(error.field, error.value, error.problem)
+
+
 def config_from_flags():
-    """Builds the TrainConfig (raises ValueError naming the flag on bad values)."""
-    from cnn_jax.config import EarlyStoppingConfig, TrainConfig
+    """Builds the TrainConfig (raises BadFlag naming the flag on bad values)."""
+    from cnn_jax.config import ConfigError, EarlyStoppingConfig, TrainConfig
 
-    es = None
-    if FLAGS.early_stopping:
-        es = EarlyStoppingConfig(
-            monitor=FLAGS.es_monitor, min_delta=FLAGS.es_min_delta, patience=FLAGS.es_patience,
-            mode=FLAGS.es_mode, baseline=FLAGS.es_baseline,
-            restore_best_weights=FLAGS.es_restore_best_weights,
-            start_from_epoch=FLAGS.es_start_from_epoch)
-    return TrainConfig(
-        model=FLAGS.model, model_kwargs=_pairs(FLAGS.model_arg, "model_arg"),
-        dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, validation=FLAGS.validation,
-        validation_fraction=FLAGS.validation_fraction, batch_size=FLAGS.batch_size,
-        epochs=FLAGS.epochs, drop_remainder=FLAGS.drop_remainder, optimizer=FLAGS.optimizer,
-        learning_rate=FLAGS.learning_rate,
-        optimizer_kwargs=_pairs(FLAGS.optimizer_arg, "optimizer_arg"), loss=FLAGS.loss,
-        early_stopping=es,
-        seed=FLAGS.seed, num_devices=FLAGS.num_devices, checkpoint_every=FLAGS.checkpoint_every,
-        standardize=FLAGS.standardize, precision=FLAGS.precision)
+    if not FLAGS.early_stopping:
+        for name in ("es_monitor", "es_min_delta", "es_patience", "es_mode", "es_baseline",
+                     "es_restore_best_weights", "es_start_from_epoch"):
+            if FLAGS[name].present:
+                raise BadFlag(name, FLAGS[name].value, "has no effect without --early_stopping")
+    if FLAGS["validation_fraction"].present and FLAGS.validation != "holdout":
+        raise BadFlag("validation_fraction", FLAGS.validation_fraction,
+                      "has no effect without --validation=holdout")
+    for name in ("data_dir", "model_module"):
+        if FLAGS[name].value == "":
+            raise BadFlag(name, "", "is empty; give a value, or leave the flag out")
+    try:
+        es = None
+        if FLAGS.early_stopping:
+            es = EarlyStoppingConfig(
+                monitor=FLAGS.es_monitor, min_delta=FLAGS.es_min_delta,
+                patience=FLAGS.es_patience, mode=FLAGS.es_mode, baseline=FLAGS.es_baseline,
+                restore_best_weights=FLAGS.es_restore_best_weights,
+                start_from_epoch=FLAGS.es_start_from_epoch)
+        return TrainConfig(
+            model=FLAGS.model, model_kwargs=_pairs(FLAGS.model_arg, "model_arg"),
+            model_module=FLAGS.model_module,
+            dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, validation=FLAGS.validation,
+            validation_fraction=FLAGS.validation_fraction, batch_size=FLAGS.batch_size,
+            epochs=FLAGS.epochs, drop_remainder=FLAGS.drop_remainder, optimizer=FLAGS.optimizer,
+            learning_rate=FLAGS.learning_rate,
+            optimizer_kwargs=_pairs(FLAGS.optimizer_arg, "optimizer_arg"), loss=FLAGS.loss,
+            early_stopping=es,
+            seed=FLAGS.seed, num_devices=FLAGS.num_devices,
+            checkpoint_every=FLAGS.checkpoint_every, standardize=FLAGS.standardize,
+            precision=FLAGS.precision)
+    except ConfigError as e:
+        raise _flag_of(e) from None
 
+
+def checked_config(argv):
+    """``(config, sweep axes)`` from the parsed flags, checked before any data is loaded,
+    anything compiled or written (every sweep member too; raises BadFlag)."""
+    if len(argv) > 1:
+        raise BadFlag(None, None, f"unexpected arguments {argv[1:]} (flags start with --)")
+    if not FLAGS.workdir:
+        raise BadFlag("workdir", FLAGS.workdir, "is required: the folder of the run "
+                      "(set it in the flagfile)")
+    if os.path.exists(FLAGS.workdir) and not os.path.isdir(FLAGS.workdir):
+        raise BadFlag("workdir", FLAGS.workdir, "is a file; give a folder (new or a run's)")
+    if FLAGS.platform is not None and FLAGS.platform not in ("cpu", "gpu", "tpu"):
+        raise BadFlag("platform", FLAGS.platform, "must be cpu, gpu or tpu")
+    if FLAGS.restart and FLAGS.sweep:
+        raise BadFlag("restart", True, "is for single runs; delete the sweep's folder instead")
+    config = config_from_flags()
+    from cnn_jax.training import distributed
+
+    join = (FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
+    try:
+        distributed.check_arguments(*join)
+    except ValueError as e:
+        raise BadFlag(None, None, f"--{e}") from None
+    import jax
+
+    if FLAGS.platform is not None:
+        jax.config.update("jax_platforms", FLAGS.platform)
+    if (FLAGS.distributed or any(v is not None for v in join)) and not FLAGS.check_only:
+        distributed.initialize(*join)  # before the checks below start JAX's backend
+    from cnn_jax.config import ConfigError, config_diff
+    from cnn_jax.training import loop, sweep, validate
+
+    try:
+        validate.check_config(config)
+    except ConfigError as e:
+        raise _flag_of(e) from None
+    axes = []
+    for spec in FLAGS.sweep:
+        try:
+            axes.append(sweep.parse_sweep(spec))
+            sweep.check_axes(config, axes)
+        except ValueError as e:
+            raise BadFlag("sweep", spec, str(e)) from None
+    for assignment in sweep.members(axes) if axes else ():
+        try:
+            validate.check_config(config.replace(**assignment))
+        except ConfigError as e:  # blame the --sweep whose name the bad field carries
+            spec = next((spec for spec, (name, _) in zip(FLAGS.sweep, axes, strict=True)
+                         if e.field.rpartition(".")[2] == name), FLAGS.sweep[0])
+            member = ", ".join(f"{k}={v!r}" for k, v in assignment.items())
+            raise BadFlag("sweep", spec, f"member {member}: {e}") from None
+    saved = None if FLAGS.sweep else loop.saved_config(FLAGS.workdir)
+    if saved is not None and not FLAGS.restart:
+        diff = config_diff(saved, config.to_dict())
+        if diff:
+            raise BadFlag("workdir", FLAGS.workdir, "holds a run with another configuration "
+                          f"(saved -> new: {'; '.join(diff)}); use a new --workdir, or "
+                          "--restart to discard that run")
+    return config, axes
+
+
+def flagfile_first(argv: list[str]) -> list[str]:
+    """``argv`` with its ``--flagfile`` arguments moved to the front (after the program),
+    so that every other flag on the command line overrides the flagfile's value, whether it
+    stands before or after ``--flagfile`` (absl lets the later one win).
+
+    >>> flagfile_first(["train.py", "--epochs=1", "--flagfile=f.flags", "--seed=2"])
+    ['train.py', '--flagfile=f.flags', '--epochs=1', '--seed=2']
+    """
+    files, rest, i = [], [], 1
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest += argv[i:]
+            break
+        if arg.lstrip("-").startswith("flagfile="):
+            files.append(arg)
+        elif arg.lstrip("-") == "flagfile" and arg.startswith("-") and i + 1 < len(argv):
+            files += argv[i:i + 2]
+            i += 1
+        else:
+            rest.append(arg)
+        i += 1
+    return argv[:1] + files + rest
 
 
 def graceful_interrupt() -> threading.Event:
@@ -137,42 +277,17 @@ def interrupted(error: BaseException) -> int:
 def main(argv):
     # Our progress lines on stderr, plain; libraries (jax, orbax) only from warnings up.
     absl_logging.set_verbosity(absl_logging.WARNING)
-    if len(argv) > 1:
-        usage_error(f"unexpected arguments {argv[1:]}")
-    if FLAGS.workdir is None:
-        usage_error("--workdir is required (set it in the flagfile)")
-    if FLAGS.platform is not None:
-        if FLAGS.platform not in ("cpu", "gpu", "tpu"):
-            usage_error(f"--platform must be cpu, gpu or tpu, got {FLAGS.platform!r}")
-        import jax
-
-        jax.config.update("jax_platforms", FLAGS.platform)
+    try:
+        config, axes = checked_config(argv)
+    except BadFlag as e:
+        usage_error(str(e))
+    if FLAGS.check_only:
+        print(json.dumps(config.to_dict(), sort_keys=True))
+        return 0
     import jax
 
-    from cnn_jax import models, training
-    from cnn_jax.training import distributed, sweep
-
-    join = (FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
-    if FLAGS.distributed or any(v is not None for v in join):
-        try:
-            distributed.check_arguments(*join)
-        except ValueError as e:
-            usage_error(f"--{e}")
-        distributed.initialize(*join)
-    try:
-        config = config_from_flags()
-        if config.model not in models.names():
-            raise ValueError(f"--model must be one of {models.names()}, got {config.model!r}")
-        training.loop.model_arguments(config)  # e.g. --precision for a model without it
-    except ValueError as e:
-        usage_error(str(e))
-    axes = []
-    for spec in FLAGS.sweep:
-        try:
-            axes.append(sweep.parse_sweep(spec))
-            sweep.check_axes(config, axes)
-        except ValueError as e:
-            usage_error(f"--sweep={spec}: {e}")
+    from cnn_jax import data, training
+    from cnn_jax.training import sweep
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     root = logging.getLogger("cnn_jax")
@@ -181,23 +296,28 @@ def main(argv):
     root.propagate = False
     root.info("devices: %s", jax.devices())
     stop = graceful_interrupt()
-    if not axes:
-        try:
-            results = training.fit(config, FLAGS.workdir, should_stop=stop.is_set)
-        except KeyboardInterrupt as e:
-            return interrupted(e)
-        print(f"{FLAGS.workdir}: {results['status']}  train_loss {results['train_loss']:.4f}  "
-              f"train_acc {results['train_accuracy']:.4f}  valid_loss {results['valid_loss']:.4f}"
-              f"  valid_acc {results['valid_accuracy']:.4f}  ({results['wall_time']:.1f} s)")
-        return 1 if results["status"] == "non_finite_loss" else 0
     try:
-        sweep.run_sweep(config, axes, FLAGS.workdir, should_stop=stop.is_set)
+        if not axes:
+            results = training.fit(config, FLAGS.workdir, should_stop=stop.is_set,
+                                   restart=FLAGS.restart, log_steps=FLAGS.log_steps)
+        else:
+            sweep.run_sweep(config, axes, FLAGS.workdir, should_stop=stop.is_set)
     except KeyboardInterrupt as e:
         return interrupted(e)
-    with open(f"{FLAGS.workdir}/summary.md") as f:
-        print(f.read())
-    return 0
+    except (data.DatasetNotFound, data.IdxError) as e:  # the message says how to fix it
+        usage_error(f"--dataset={config.dataset}: {e}")
+    if axes:
+        with open(f"{FLAGS.workdir}/summary.md") as f:
+            print(f.read())
+        return 0
+    print(f"{FLAGS.workdir}: {results['status']} after {results['epochs_run']} epochs; "
+          f"final weights (epoch {results.get('final_weights_epoch', results['best_epoch'])}) "
+          f"re-evaluated: train_loss {results['train_loss']:.4f}  "
+          f"train_acc {results['train_accuracy']:.4f}  valid_loss {results['valid_loss']:.4f}"
+          f"  valid_acc {results['valid_accuracy']:.4f}  ({results['wall_time']:.1f} s)")
+    return 1 if results["status"] == "non_finite_loss" else 0
 
 
 if __name__ == "__main__":
+    sys.argv[:] = flagfile_first(sys.argv)
     run(main)

@@ -52,6 +52,9 @@ def _trained_runs(fx):
         run = fx / f"run_{name}"
         run.mkdir()
         (run / "config.json").write_text("{\"model\": " if cfg is None else json.dumps(cfg))
+        (run / "model.json").write_text(json.dumps({"num_classes": 10, "mean": None,
+                                                    "std": None}))
+        (run / "results.json").write_text("{}")
         if p is not None:
             save_final_params(str(run), p)
         runs[name] = run

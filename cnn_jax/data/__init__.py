@@ -4,7 +4,7 @@ from cnn_jax.data.dataset import SPLITS, Dataset, DatasetInfo, select
 from cnn_jax.data.derived import rotated, scaled, shifted
 from cnn_jax.data.idx import IdxError, read_idx
 from cnn_jax.data.pipeline import epoch_batches, normalize, to_device
-from cnn_jax.data.sources import DatasetNotFound, check_name, load, load_splits
+from cnn_jax.data.sources import DatasetNotFound, check_name, known_info, load, load_splits
 from cnn_jax.data.synthetic import SYNTHETIC
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "IdxError",
     "check_name",
     "epoch_batches",
+    "known_info",
     "load",
     "load_splits",
     "normalize",

@@ -36,6 +36,7 @@ __all__ = [
     "DatasetNotFound",
     "check_name",
     "holdout_mask",
+    "known_info",
     "load",
     "load_splits",
     "tfds_root",
@@ -102,6 +103,18 @@ def load(name: str, split: str, *, data_dir: str | None = None, download: bool =
     if part == slice(None):
         return ds
     return select(ds, part, f"[{part.start or ''}:{part.stop or ''}]")
+
+
+def known_info(name: str) -> DatasetInfo | None:
+    """The metadata of ``name`` when it is known without reading data (synthetic and IDX
+    sets), else None.
+
+    >>> known_info("fashion_mnist").image_shape, known_info("cifar10")
+    ((28, 28, 1), None)
+    """
+    if name in SYNTHETIC:
+        return SYNTHETIC[name][0]
+    return IDX_DATASETS.get(name)
 
 
 def load_splits(

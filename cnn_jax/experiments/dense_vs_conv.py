@@ -49,9 +49,11 @@ class Settings:
 def _grid(subfig, images, cols, title):
     rows = -(-len(images) // cols)
     axes = np.atleast_2d(subfig.subplots(rows, cols))
-    for ax in axes.ravel():
+    for i, ax in enumerate(axes.ravel()):
         ax.set_xticks([])
         ax.set_yticks([])
+        if i >= len(images):
+            ax.axis("off")
     for ax, image in zip(axes.ravel(), images):
         lim = float(np.abs(image).max()) or 1.0
         ax.imshow(image, cmap="RdBu_r", vmin=-lim, vmax=lim)
@@ -106,8 +108,9 @@ def run(workdir: str, settings: Settings = Settings(), *, command_line: str | No
     finding = (f"After {s.epochs} epoch(s) the CNN ({cnn['params']:,} parameters) reaches "
                f"test accuracy {cnn['test_accuracy']:.4f}, {better} than the MLP's "
                f"{mlp['test_accuracy']:.4f} ({mlp['params']:,} parameters), at "
-               f"{numbers['cnn_over_mlp_time']:.1f}x its training time on this CPU; the MLP's "
-               "units are whole-image templates, the CNN's filters 3x3 local detectors.")
+               f"{numbers['cnn_over_mlp_time']:.1f}x its training wall time (a shared CPU under "
+               "load); the MLP's units are whole-image templates, the CNN's filters 3x3 local "
+               "detectors.")
     return results.write_experiment(
         workdir, name=NAME, title="3. Dense vs conv: global templates vs local detectors",
         claim=CLAIM, quick=s.quick, finding=finding,

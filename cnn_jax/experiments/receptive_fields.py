@@ -109,7 +109,7 @@ def _init_fields(s: Settings, rng: np.random.Generator) -> list[np.ndarray]:
     return fields
 
 
-def _figure_rf(rows, erf_rows, workdir):
+def _figure_rf(rows, erf_rows, workdir, mass):
     fig, (left, right) = plt.subplots(1, 2, figsize=results.FIGSIZE)
     styles = ["o-", "s--", "^:", "d-."]
     for style, stack in zip(styles, STACKS):
@@ -121,11 +121,14 @@ def _figure_rf(rows, erf_rows, workdir):
     depths = [r["depth"] for r in erf_rows]
     right.plot(depths, [r["analytic_rf"] for r in erf_rows], "o-", label="analytic (2L+1)")
     right.plot(depths, [r["erf_width_init"] for r in erf_rows], "s--",
-               label="effective, at init")
+               label=f"effective, init ({mass:.0%} mass)")
+    right.plot(depths, [r["erf_half_mass_width_init"] for r in erf_rows], "d:",
+               label="effective, init (50% mass)")
     trained = [(r["depth"], r["erf_width_trained"]) for r in erf_rows
                if r["erf_width_trained"] != ""]
     if trained:
-        right.plot(*zip(*trained), "*", markersize=12, label="effective, trained")
+        right.plot(*zip(*trained), "*", markersize=12,
+                   label=f"effective, trained ({mass:.0%} mass)")
     right.set_xlabel("depth (3x3 conv layers)")
     right.set_ylabel("receptive field width (px)")
     right.legend(fontsize=7)
@@ -158,10 +161,11 @@ def run(workdir: str, settings: Settings = Settings(), *, command_line: str | No
     width = lambda m: receptive_field.centred_mass_width(m, s.mass)
 
     erf_rows = [{"depth": d, "analytic_rf": 2 * d + 1, "erf_width_init": width(m),
-                 "erf_width_trained": width(erf_after) if d == s.train_depth else ""}
+                 "erf_width_trained": width(erf_after) if d == s.train_depth else "",
+                 "erf_half_mass_width_init": receptive_field.centred_mass_width(m, 0.5)}
                 for d, m in enumerate(init, 1)]
     table_erf = results.write_csv(workdir, "effective.csv", erf_rows)
-    fig_rf = _figure_rf(rows, erf_rows, workdir)
+    fig_rf = _figure_rf(rows, erf_rows, workdir, s.mass)
     rf = 2 * s.train_depth + 1
     c = x.shape[1] // 2
     crop = lambda m: m[c - rf: c + rf + 1, c - rf: c + rf + 1]
@@ -175,13 +179,15 @@ def run(workdir: str, settings: Settings = Settings(), *, command_line: str | No
     deep = erf_rows[-1]
     numbers = {"max_depth": s.max_depth, "analytic_rf_at_max_depth": deep["analytic_rf"],
                "erf_width_init_at_max_depth": deep["erf_width_init"],
+               "erf_half_mass_width_init_at_max_depth": deep["erf_half_mass_width_init"],
                "erf_width_before_training": width(erf_before),
                "erf_width_after_training": width(erf_after),
                "train_depth": s.train_depth, "test_accuracy": fit_results["valid_accuracy"],
                "mass": s.mass}
     finding = (f"At depth {s.max_depth} the analytic field of 3x3 convs is "
                f"{deep['analytic_rf']} px but {s.mass:.0%} of the gradient lies in a centred "
-               f"{deep['erf_width_init']} px window at init; at depth {s.train_depth}, "
+               f"{deep['erf_width_init']} px window at init, and half of it in "
+               f"{deep['erf_half_mass_width_init']} px; at depth {s.train_depth}, "
                f"training (test accuracy {fit_results['valid_accuracy']:.3f}) moves that "
                f"width from {numbers['erf_width_before_training']} to "
                f"{numbers['erf_width_after_training']} px (analytic {rf}).")

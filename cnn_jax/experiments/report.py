@@ -320,9 +320,12 @@ def render(out: str, experiments: Sequence[Experiment]) -> str:
     for exp in experiments:
         folder = os.path.join(out, exp.name)
         kind = layout(folder)
-        title = exp.name
+        title, state = exp.name, {"sweep": "sweep", "run": "training run", "files": "ran"}.get(
+            kind)
         if kind == "experiment":
-            title = io.read_json(os.path.join(folder, "experiment.json")).get("title", title)
+            record = io.read_json(os.path.join(folder, "experiment.json"))
+            title = record.get("title", title)
+            state = "quick variant" if record.get("quick") else "ran"
         anchor = exp.name.replace("_", "-")
         body += [f'<a id="{anchor}"></a>', f"## {title}", ""]
         if kind is None:
@@ -335,7 +338,7 @@ def render(out: str, experiments: Sequence[Experiment]) -> str:
         except (KeyError, ValueError, IndexError, json.JSONDecodeError) as e:
             lines, finding = [f"**Unreadable results** in `{exp.name}/`: {e!r}", ""], ""
         body += lines
-        index.append({"experiment": f"[{exp.name}](#{anchor})", "status": kind,
+        index.append({"experiment": f"[{exp.name}](#{anchor})", "status": state,
                       "finding": finding})
     head = ["# Results", "",
             "Every experiment of the lecture's claims, collected by "

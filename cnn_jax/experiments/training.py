@@ -41,7 +41,9 @@ def train(workdir: str, model: str, model_kwargs: Mapping[str, Any], train_set: 
       ``(module, params, results)``: the built model, its final parameters and ``fit``'s
       results (``param_count``, ``valid_accuracy``, ``wall_time``, ...).
     """
-    config = TrainConfig(model=model, model_kwargs=dict(model_kwargs),
+    # Lists, as config.json stores them, so that a rerun finds the same configuration.
+    kwargs = {k: list(v) if isinstance(v, tuple) else v for k, v in model_kwargs.items()}
+    config = TrainConfig(model=model, model_kwargs=kwargs,
                          dataset=train_set.info.name, epochs=epochs, batch_size=batch_size,
                          seed=seed, learning_rate=learning_rate, num_devices=1)
     mesh = make_mesh(1)
@@ -49,5 +51,5 @@ def train(workdir: str, model: str, model_kwargs: Mapping[str, Any], train_set: 
                                          test_set.labels, train_set.info.num_classes,
                                          mesh=mesh)
     results = fit(config, workdir, data=device_data, mesh=mesh)
-    module = models.get(model, num_classes=train_set.info.num_classes, **model_kwargs)
+    module = models.get(model, num_classes=train_set.info.num_classes, **kwargs)
     return module, load_final_params(os.path.abspath(workdir)), results

@@ -1,8 +1,8 @@
 """Training: pure compiled steps, the epoch loop, early stopping, checkpoints, sweeps."""
 
-from cnn_jax.training.checkpoint import restore_params
 from cnn_jax.training.early_stopping import EarlyStopping
-from cnn_jax.training.loop import DeviceData, fit, load_data, make_mesh
+from cnn_jax.training.loop import DeviceData, discard_run, fit, load_data, make_mesh
+from cnn_jax.training.restore import Restored, restore
 from cnn_jax.training.steps import (
     TrainState,
     create_train_state,
@@ -15,14 +15,16 @@ from cnn_jax.training.steps import (
 __all__ = [
     "DeviceData",
     "EarlyStopping",
+    "Restored",
     "TrainState",
     "create_train_state",
+    "discard_run",
     "evaluate",
     "fit",
     "load_data",
     "make_mesh",
     "make_optimizer",
-    "restore_params",
+    "restore",
     "train_epoch",
     "train_step",
 ]

@@ -2,7 +2,8 @@
 
 Layout in a run's workdir: ``checkpoints/<epoch>/`` (params, optimizer state, step, the
 best-so-far params, plus JSON metadata: epoch, early-stopping state, metric history) and
-``final/`` (the parameters the run's results refer to). Orbax writes each checkpoint to a
+``final/`` (the variables -- parameters and other collections -- the run's results refer to;
+read them with ``cnn_jax.training.restore``). Orbax writes each checkpoint to a
 temporary directory and renames it when complete, so a killed run leaves the last complete
 one readable (the unfinished ``*.orbax-checkpoint-tmp-*`` folder is ignored).
 
@@ -14,15 +15,13 @@ shape (a checkpoint of another configuration), corrupt bytes -- raises
 from __future__ import annotations
 
 import glob
-import json
 import os
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
-__all__ = ["CheckpointError", "Checkpointer", "load_final_params", "restore_params",
-           "save_final_params"]
+__all__ = ["CheckpointError", "Checkpointer", "load_final_params", "save_final_params"]
 
 # what every complete epoch folder holds (orbax's Composite of "state" and "meta")
 _EPOCH_FILES = (os.path.join("state", "_METADATA"), os.path.join("meta", "metadata"))
@@ -140,25 +139,3 @@ def load_final_params(workdir: str) -> Any:
     except Exception as e:  # orbax/tensorstore raise many types; all mean "unreadable"
         raise CheckpointError(f"{path}: cannot read the final parameters (missing or corrupt "
                               f"files: {type(e).__name__}: {_one_line(e)})") from e
-
-
-def restore_params(workdir: str) -> tuple[str, dict[str, Any], Any]:
-    """``(model_name, model_kwargs, params)`` of a finished run, from its workdir.
-
-    Raises:
-      CheckpointError: no readable ``config.json`` with ``model`` and ``model_kwargs``, or
-        unreadable final parameters (see :func:`load_final_params`).
-    """
-    path = os.path.join(workdir, "config.json")
-    try:
-        with open(path) as f:
-            config = json.load(f)
-        model, model_kwargs = config["model"], dict(config["model_kwargs"])
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such file; expected the workdir of a training "
-                              "run") from None
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{path}: not a training run's config ({type(e).__name__}: "
-                              f"{_one_line(e)})") from e
-    kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in model_kwargs.items()}
-    return model, kwargs, load_final_params(workdir)

@@ -8,6 +8,7 @@ import functools
 import logging
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable
 from typing import Any
@@ -18,7 +19,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from cnn_jax import io, models, plotting
-from cnn_jax.config import TrainConfig
+from cnn_jax.config import TrainConfig, config_diff
 from cnn_jax.data.pipeline import to_device
 from cnn_jax.training.checkpoint import Checkpointer, save_final_params
 from cnn_jax.training.early_stopping import EarlyStopping
@@ -105,108 +106,141 @@ def eval_batch_size(batch_size: int, mesh: Mesh) -> int:
 
 
 def fit(config: TrainConfig, workdir: str, *, data: DeviceData | None = None,
-        mesh: Mesh | None = None, should_stop: Callable[[], bool] | None = None
-        ) -> dict[str, Any]:
+        mesh: Mesh | None = None, should_stop: Callable[[], bool] | None = None,
+        restart: bool = False, log_steps: bool = False) -> dict[str, Any]:
     """Trains ``config.model`` and writes the run into ``workdir``.
 
-    Files: ``config.json``, ``metrics.jsonl`` (one line per epoch), ``results.json``,
-    ``figures/history.png``, ``checkpoints/`` and ``final/``. Rerunning on the same workdir
-    resumes from the last checkpoint (same final metrics as an uninterrupted run) and
-    returns a finished run's results at once.
+    Files: ``config.json`` (the canonical ``config.to_dict()``), ``model.json`` (what
+    :func:`cnn_jax.training.restore` needs besides the config: ``num_classes``, input shape,
+    standardisation ``mean``/``std``), ``metrics.jsonl`` (one line per epoch: the source of
+    truth), ``tensorboard/`` (the same, as TensorBoard events), ``results.json``,
+    ``figures/history.png``, ``checkpoints/`` and ``final/`` (all variable collections).
+    Nothing is written before the configuration is known to be whole: the model, optimizer
+    and early stopping are built and the model initialised first.
 
-    ``should_stop`` is asked after every epoch (once its checkpoint is saved); when it
-    returns True the run ends with ``KeyboardInterrupt`` and no results, ready to resume
-    (scripts/train.py wires it to Ctrl-C).
+    Rerunning on the same workdir resumes from the last checkpoint (same final metrics as
+    an uninterrupted run) and returns a finished run's results at once; a workdir holding
+    another configuration is an error listing the fields that differ.
+
+    Args:
+      config: the run.
+      workdir: its folder.
+      data: the data on device (default: ``load_data(config, mesh)``).
+      mesh: the devices (default: ``make_mesh(config.num_devices)``).
+      should_stop: asked after every epoch (once its checkpoint is saved); when it returns
+        True the run ends with ``KeyboardInterrupt`` and no results, ready to resume
+        (scripts/train.py wires it to Ctrl-C).
+      restart: discard a previous run in ``workdir`` (its files listed in ``RUN_FILES``)
+        instead of resuming or refusing it.
+      log_steps: also log every optimizer step's loss and accuracy to TensorBoard.
 
     Returns:
-      The results dict (also in ``results.json``).
+      The results dict (also in ``results.json``); ``train_*``/``valid_*`` are the final
+      weights re-evaluated on each whole set (``metrics.jsonl`` has the per-epoch logs).
     """
-    os.makedirs(workdir, exist_ok=True)
     results_path = os.path.join(workdir, "results.json")
-    config_path = os.path.join(workdir, "config.json")
-    if os.path.exists(config_path) and io.read_json(config_path) != config.to_dict():
-        raise ValueError(f"workdir {workdir!r} holds a run with another configuration; "
-                         "use a new workdir")
-    if os.path.exists(results_path):
-        results = io.read_json(results_path)
-        if results.get("status") in FINISHED:
-            log.info("%s: finished already (%s)", workdir, results["status"])
-            return results
-    io.write_json(config_path, config.to_dict())
+    saved = saved_config(workdir)
+    if saved is not None and not restart:
+        diff = config_diff(saved, config.to_dict())
+        if diff:
+            raise ValueError(f"workdir {workdir!r} holds a run with another configuration "
+                             f"(saved -> new: {'; '.join(diff)}); use a new workdir, or "
+                             "restart=True (--restart) to discard the old run")
+        if os.path.exists(results_path):
+            results = io.read_json(results_path)
+            if results.get("status") in FINISHED:
+                log.info("%s: finished already (%s)", workdir, results["status"])
+                return results
 
+    models.import_module(config.model_module)
     mesh = mesh or make_mesh(config.num_devices)
     data = data or load_data(config, mesh)
-    model = models.get(config.model, num_classes=data.num_classes, **model_arguments(config))
+    model = models.check(config.model, model_arguments(config), num_classes=data.num_classes,
+                         input_shape=data.train_images.shape[1:])
     tx = make_optimizer(config.optimizer, config.learning_rate, **config.optimizer_kwargs)
+    stopper = EarlyStopping(config.early_stopping) if config.early_stopping else None
     init_key, epoch_root = jax.random.split(jax.random.key(config.seed))
     state = create_train_state(model, tx, init_key, data.train_images.shape[1:])
     state = jax.device_put(state, NamedSharding(mesh, PartitionSpec()))
     param_count = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
 
-    stopper = EarlyStopping(config.early_stopping) if config.early_stopping else None
-    best_params, history, start = None, [], 0
+    if restart:
+        discard_run(workdir)
+    io.write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    io.write_json(os.path.join(workdir, "model.json"), {
+        "num_classes": int(data.num_classes),
+        "input_shape": list(data.train_images.shape[1:]),
+        "mean": None if data.mean is None else np.asarray(data.mean).tolist(),
+        "std": None if data.std is None else np.asarray(data.std).tolist()})
+
+    best, history, start = None, [], 0
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints")) if config.checkpoint_every else None
     if ckpt is not None and ckpt.latest_epoch() is not None:
-        tree, meta = ckpt.restore(ckpt.latest_epoch(), {"state": state, "best": state.params})
+        tree, meta = ckpt.restore(ckpt.latest_epoch(), {"state": state,
+                                                        "best": state.variables})
         state, history, start = tree["state"], meta["history"], meta["epoch"] + 1
         if stopper is not None:
             stopper = EarlyStopping.from_state_dict(config.early_stopping, meta["early_stopping"])
-            best_params = tree["best"] if stopper.has_best_weights else None
+            best = tree["best"] if stopper.has_best_weights else None
         log.info("%s: resuming after epoch %d", workdir, start)
 
     n_train = data.train_images.shape[0]
     norm = dict(mean=data.mean, std=data.std, mesh=mesh)
     run_epoch = jax.jit(functools.partial(
         train_epoch, batch_size=config.batch_size, drop_remainder=config.drop_remainder,
-        loss=config.loss, **norm),
-        donate_argnums=0)
+        loss=config.loss, per_step=log_steps, **norm), donate_argnums=0)
     run_eval = jax.jit(functools.partial(
         evaluate, apply_fn=state.apply_fn,
         batch_size=eval_batch_size(config.batch_size, mesh), loss=config.loss, **norm))
     status, message = "completed", ""
     t_run = time.perf_counter()
     stopped = stopper is not None and stopper.stop_training
-    for epoch in range(start, 0 if stopped else config.epochs):
-        t0 = time.perf_counter()
-        state, train_m = run_epoch(state, data.train_images, data.train_labels,
-                                   jax.random.fold_in(epoch_root, epoch))
-        train_m = jax.device_get(train_m)
-        t_train = time.perf_counter() - t0
-        val_m = jax.device_get(run_eval(state.params, data.valid_images, data.valid_labels))
-        dt = time.perf_counter() - t0
-        logs = {"loss": float(train_m["loss"]), "accuracy": float(train_m["accuracy"]),
-                "val_loss": float(val_m["loss"]), "val_accuracy": float(val_m["accuracy"])}
-        history.append({"epoch": epoch + 1, **logs, "epoch_time": dt, "train_time": t_train,
-                        "samples_per_s": n_train / t_train})
-        if not all(math.isfinite(v) for v in logs.values()):
-            status = "non_finite_loss"
-            message = f"loss became non-finite at epoch {epoch + 1}: {logs}"
-            log.error("%s", message)
+    board = TensorBoard(os.path.join(workdir, "tensorboard"))
+    try:
+        for epoch in range(start, 0 if stopped else config.epochs):
+            t0 = time.perf_counter()
+            step0 = int(state.step)
+            state, train_m = run_epoch(state, data.train_images, data.train_labels,
+                                       jax.random.fold_in(epoch_root, epoch))
+            train_m = jax.device_get(train_m)
+            t_train = time.perf_counter() - t0
+            val_m = jax.device_get(run_eval(state.variables, data.valid_images,
+                                            data.valid_labels))
+            dt = time.perf_counter() - t0
+            logs = {"loss": float(train_m["loss"]), "accuracy": float(train_m["accuracy"]),
+                    "val_loss": float(val_m["loss"]), "val_accuracy": float(val_m["accuracy"])}
+            history.append({"epoch": epoch + 1, **logs, "epoch_time": dt,
+                            "train_time": t_train, "samples_per_s": n_train / t_train})
+            if not all(math.isfinite(v) for v in logs.values()):
+                status = "non_finite_loss"
+                message = f"loss became non-finite at epoch {epoch + 1}: {logs}"
+                log.error("%s", message)
+                io.write_jsonl(os.path.join(workdir, "metrics.jsonl"), history)
+                break
+            if stopper is not None and stopper.update(epoch, logs):
+                best = jax.tree.map(jnp.copy, state.variables)
+            last = epoch + 1 == config.epochs or (stopper is not None and stopper.stop_training)
+            if ckpt is not None and ((epoch + 1) % config.checkpoint_every == 0 or last):
+                ckpt.save(epoch, {"state": state,
+                                  "best": state.variables if best is None else best},
+                          {"epoch": epoch, "history": history,
+                           "early_stopping": stopper.state_dict() if stopper else None})
             io.write_jsonl(os.path.join(workdir, "metrics.jsonl"), history)
-            break
-        if stopper is not None and stopper.update(epoch, logs):
-            best_params = jax.tree.map(jnp.copy, state.params)
-        last = epoch + 1 == config.epochs or (stopper is not None and stopper.stop_training)
-        if ckpt is not None and ((epoch + 1) % config.checkpoint_every == 0 or last):
-            ckpt.save(epoch, {"state": state,
-                             "best": state.params if best_params is None else best_params},
-                      {"epoch": epoch, "history": history,
-                       "early_stopping": stopper.state_dict() if stopper else None})
-        io.write_jsonl(os.path.join(workdir, "metrics.jsonl"), history)
-        log.info("%s", _progress(history, config.epochs))
-        if stopper is not None and stopper.stop_training:
-            break
-        if should_stop is not None and should_stop() and epoch + 1 < config.epochs:
-            if ckpt is not None:
-                ckpt.close()
-            raise KeyboardInterrupt(f"{workdir}: interrupted after epoch {epoch + 1}")
-    if ckpt is not None:
-        ckpt.close()
+            board.epoch(history[-1], step0, train_m if log_steps else None)
+            log.info("%s", _progress(history, config.epochs))
+            if stopper is not None and stopper.stop_training:
+                break
+            if should_stop is not None and should_stop() and epoch + 1 < config.epochs:
+                raise KeyboardInterrupt(f"{workdir}: interrupted after epoch {epoch + 1}")
+    finally:
+        board.close()
+        if ckpt is not None:
+            ckpt.close()
 
     if stopper is not None and stopper.stop_training and status == "completed":
         status = "stopped_early"
-    final = best_params if (stopper is not None and stopper.restores_weights
-                            and best_params is not None) else state.params
+    restores = stopper is not None and stopper.restores_weights and best is not None
+    final = best if restores else state.variables
     train_eval = jax.device_get(run_eval(final, data.train_images, data.train_labels))
     valid_eval = jax.device_get(run_eval(final, data.valid_images, data.valid_labels))
     save_final_params(workdir, final)
@@ -215,6 +249,7 @@ def fit(config: TrainConfig, workdir: str, *, data: DeviceData | None = None,
         "param_count": param_count, "epochs_run": len(history),
         "best_epoch": (stopper.best_epoch + 1) if stopper else len(history),
         "stopped_epoch": (stopper.stopped_epoch + 1) if stopper and stopper.stop_training else 0,
+        "final_weights_epoch": (stopper.best_epoch + 1) if restores else len(history),
         "train_loss": float(train_eval["loss"]), "train_accuracy": float(train_eval["accuracy"]),
         "valid_loss": float(valid_eval["loss"]), "valid_accuracy": float(valid_eval["accuracy"]),
         "wall_time": time.perf_counter() - t_run + sum(
@@ -225,6 +260,75 @@ def fit(config: TrainConfig, workdir: str, *, data: DeviceData | None = None,
         plotting.plot_history(history, os.path.join(workdir, "figures", "history.png"))
     io.write_json(results_path, results)
     return results
+
+
+# What fit writes into a workdir; restart=True removes exactly these.
+RUN_FILES = ("config.json", "model.json", "metrics.jsonl", "results.json", "checkpoints",
+             "final", "figures", "tensorboard")
+
+
+def saved_config(workdir: str) -> dict[str, Any] | None:
+    """The canonical form of the configuration saved in ``workdir``, or None if none is."""
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        return None
+    raw = io.read_json(path)
+    try:
+        return TrainConfig.from_dict(raw).to_dict()  # fills fields added since it was saved
+    except (ValueError, TypeError):
+        return raw
+
+
+def discard_run(workdir: str) -> None:
+    """Removes a run's files (``RUN_FILES``) from ``workdir``; other files stay."""
+    for name in RUN_FILES:
+        path = os.path.join(workdir, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+    log.info("%s: previous run discarded (restart)", workdir)
+
+
+class TensorBoard:
+    """TensorBoard event files (tensorboardX; no TensorFlow): every epoch's logged metrics
+    at step = epoch, and optionally every optimizer step's ``step/loss``/``step/accuracy``.
+
+    ``metrics.jsonl`` stays the source of truth; a resumed run appends a new event file.
+    Without tensorboardX installed it warns once and writes nothing.
+    """
+
+    def __init__(self, logdir: str):
+        self._logdir, self._writer = logdir, None
+        try:
+            import tensorboardX  # noqa: F401
+        except ImportError:
+            log.warning("tensorboardX is not installed: no TensorBoard events "
+                        "(pip install tensorboardX); metrics.jsonl has every epoch")
+            self._logdir = None
+
+    def epoch(self, row: dict[str, Any], step0: int, per_step: dict[str, Any] | None) -> None:
+        """Writes one epoch's ``row`` (a ``metrics.jsonl`` line) and its per-step metrics
+        (``step_loss``/``step_accuracy`` arrays [steps], steps numbered from ``step0 + 1``)."""
+        if self._logdir is None:
+            return
+        if self._writer is None:
+            from tensorboardX import SummaryWriter
+
+            self._writer = SummaryWriter(self._logdir)
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy", "epoch_time",
+                    "samples_per_s"):
+            self._writer.add_scalar(f"epoch/{key}", row[key], row["epoch"])
+        if per_step is not None:
+            for i, (loss, acc) in enumerate(zip(per_step["step_loss"],
+                                                per_step["step_accuracy"]), step0 + 1):
+                self._writer.add_scalar("step/loss", float(loss), i)
+                self._writer.add_scalar("step/accuracy", float(acc), i)
+        self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
 
 
 def _progress(history, epochs: int) -> str:

@@ -8,12 +8,14 @@ is a masked full-size batch inside the same program. The batch axis is sharded o
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
+from flax import struct
 from flax.training import train_state
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -23,7 +25,16 @@ from cnn_jax.training import keras
 
 
 class TrainState(train_state.TrainState):
-    """Flax train state (params, optimizer state, step, apply_fn, tx)."""
+    """Flax train state (params, optimizer state, step, apply_fn, tx) plus ``model_state``:
+    the model's other variable collections (e.g. ``{"batch_stats": ...}``; ``{}`` if none),
+    updated by every training step."""
+
+    model_state: Any = struct.field(default_factory=dict)
+
+    @property
+    def variables(self) -> dict[str, Any]:
+        """``{"params": ..., **model_state}``: what ``apply_fn`` takes."""
+        return {"params": self.params, **self.model_state}
 
 
 def make_optimizer(name: str, learning_rate: float, **kwargs) -> optax.GradientTransformation:
@@ -45,10 +56,13 @@ def make_optimizer(name: str, learning_rate: float, **kwargs) -> optax.GradientT
 
 def create_train_state(model: nn.Module, tx: optax.GradientTransformation, key: jax.Array,
                        input_shape: tuple[int, ...]) -> TrainState:
-    """Initialises ``model`` on a zero batch of [1, *input_shape] and wraps it with ``tx``."""
+    """Initialises ``model`` on a zero batch of [1, *input_shape] and wraps it with ``tx``.
+
+    Collections other than ``"params"`` become ``state.model_state``."""
     # One compiled program, not one per initialiser op (seconds of compile time per model).
-    params = jax.jit(model.init)(key, jnp.zeros((1, *input_shape), jnp.float32))["params"]
-    state = TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+    variables = dict(jax.jit(model.init)(key, jnp.zeros((1, *input_shape), jnp.float32)))
+    params = variables.pop("params")
+    state = TrainState.create(apply_fn=model.apply, params=params, tx=tx, model_state=variables)
     # A strongly typed step, so the state after an epoch has the types of the state before
     # it and the epoch program is compiled once, not twice.
     return state.replace(step=jnp.zeros((), jnp.int32))
@@ -98,26 +112,40 @@ def masked_loss(logits: jax.Array, labels: jax.Array, mask: jax.Array,
     return loss, {"loss_sum": loss * count, "correct": correct, "count": count}
 
 
+def takes_mask(apply_fn) -> bool:
+    """Whether the model behind ``apply_fn`` (a bound ``Module.apply``) takes ``mask``."""
+    module = getattr(apply_fn, "__self__", None)
+    return module is not None and "mask" in inspect.signature(type(module).__call__).parameters
+
+
 def train_step(state: TrainState, batch: dict[str, jax.Array], key: jax.Array, *,
                loss: str = "cross_entropy"):
     """One optimizer step on ``batch`` = {"image": [B,H,W,C] f32, "label": [B], "mask": [B]}.
 
+    The model's other collections (``state.model_state``) are mutable here and their new
+    values go into the new state; a model that takes ``mask`` gets the batch's.
+
     Returns ``(new_state, sums)`` where sums = {"loss_sum", "correct", "count"}.
     """
+    extra = {"mask": batch["mask"]} if takes_mask(state.apply_fn) else {}
 
     def loss_fn(params):
-        logits, _ = state.apply_fn({"params": params}, batch["image"], train=True,
-                                   rngs={"dropout": key})
-        return masked_loss(logits, batch["label"], batch["mask"], loss)
+        (logits, _), model_state = state.apply_fn(
+            {"params": params, **state.model_state}, batch["image"], train=True,
+            rngs={"dropout": key}, mutable=list(state.model_state), **extra)
+        value, sums = masked_loss(logits, batch["label"], batch["mask"], loss)
+        return value, (sums, model_state)
 
-    (_, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    return state.apply_gradients(grads=grads), sums
+    (_, (sums, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    return state.apply_gradients(grads=grads, model_state={**state.model_state,
+                                                           **model_state}), sums
 
 
-def eval_step(params: Any, apply_fn, batch: dict[str, jax.Array], *,
+def eval_step(variables: Any, apply_fn, batch: dict[str, jax.Array], *,
               loss: str = "cross_entropy"):
-    """Loss/accuracy sums of ``params`` on one masked batch (no parameter update)."""
-    logits, _ = apply_fn({"params": params}, batch["image"], train=False)
+    """Loss/accuracy sums of ``variables`` (``{"params": ..., **other collections}``) on one
+    masked batch, with ``train=False`` (no update; BatchNorm uses its running averages)."""
+    logits, _ = apply_fn(variables, batch["image"], train=False)
     return masked_loss(logits, batch["label"], batch["mask"], loss)[1]
 
 
@@ -137,11 +165,13 @@ def _summarize(sums):
 
 def train_epoch(state: TrainState, images: jax.Array, labels: jax.Array, key: jax.Array, *,
                 batch_size: int, drop_remainder: bool = False, mean=None, std=None,
-                mesh: Mesh | None = None, loss: str = "cross_entropy"):
+                mesh: Mesh | None = None, per_step: bool = False,
+                loss: str = "cross_entropy"):
     """One epoch over on-device uint8 ``images`` [N,H,W,C] and ``labels`` [N].
 
     Returns ``(state, {"loss", "accuracy"})``: the example-weighted means over the epoch's
-    batches, as Keras logs them.
+    batches, as Keras logs them; with ``per_step`` also ``"step_loss"`` and
+    ``"step_accuracy"``, each [steps]: every batch's own means.
     """
     perm_key, step_key = jax.random.split(key)
     idx, mask = epoch_batches(perm_key, images.shape[0], batch_size,
@@ -153,19 +183,24 @@ def train_epoch(state: TrainState, images: jax.Array, labels: jax.Array, key: ja
         return train_step(state, _batch(images, labels, i, m, mean, std, mesh), k, loss=loss)
 
     state, sums = lax.scan(body, state, (idx, mask, keys))
-    return state, _summarize(sums)
+    metrics = _summarize(sums)
+    if per_step:
+        count = jnp.maximum(sums["count"], 1.0)
+        metrics.update(step_loss=sums["loss_sum"] / count, step_accuracy=sums["correct"] / count)
+    return state, metrics
 
 
-def evaluate(params: Any, images: jax.Array, labels: jax.Array, *, apply_fn,
+def evaluate(variables: Any, images: jax.Array, labels: jax.Array, *, apply_fn,
              batch_size: int = 1000, mean=None, std=None, mesh: Mesh | None = None,
              loss: str = "cross_entropy"):
-    """Loss and accuracy of ``params`` on all of ``images``/``labels``, in one program."""
+    """Loss and accuracy of ``variables`` (``{"params": ..., **other collections}``, e.g.
+    ``state.variables``) on all of ``images``/``labels``, in one program."""
     idx, mask = epoch_batches(None, images.shape[0], batch_size)
 
     def body(carry, xs):
         i, m = xs
         batch = _batch(images, labels, i, m, mean, std, mesh)
-        return carry, eval_step(params, apply_fn, batch, loss=loss)
+        return carry, eval_step(variables, apply_fn, batch, loss=loss)
 
     _, sums = lax.scan(body, None, (idx, mask))
     return _summarize(sums)

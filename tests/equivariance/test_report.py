@@ -84,15 +84,19 @@ def run_script(*args):
 
 def test_script_end_to_end_with_checkpoint(tmp_path):
     """The script measures a zoo subject and a trained run's model from its workdir."""
+    from cnn_jax.config import TrainConfig
     from cnn_jax.training.checkpoint import save_final_params
 
     run = tmp_path / "run"
     run.mkdir()
     model = models.get("cnn", features=(2,), dense_units=(4,), num_classes=10)
-    params = model.init(jax.random.key(0), jnp.zeros((1, 12, 12, 1)))["params"]
-    save_final_params(str(run), params)
-    (run / "config.json").write_text(json.dumps(
-        {"model": "cnn", "model_kwargs": {"features": [2], "dense_units": [4]}}))
+    variables = model.init(jax.random.key(0), jnp.zeros((1, 12, 12, 1)))
+    save_final_params(str(run), variables)  # the files training.fit leaves, as restore reads them
+    config = TrainConfig(model="cnn", model_kwargs={"features": (2,), "dense_units": (4,)})
+    (run / "config.json").write_text(json.dumps(config.to_dict()))
+    (run / "model.json").write_text(json.dumps(
+        {"num_classes": 10, "input_shape": [12, 12, 1], "mean": None, "std": None}))
+    (run / "results.json").write_text("{}")
     out = tmp_path / "report"
     proc = run_script(f"--workdir={out}", "--only=conv3x3 circular", f"--checkpoint={run}",
                       "--image_size=12", "--shifts=0,1", "--angles=0,90", "--zooms=1.41",

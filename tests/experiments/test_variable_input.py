@@ -25,6 +25,23 @@ def test_mlp_refuses_another_input_size_with_a_clear_error():
 def test_quick_variant(tmp_path):
     record, _ = run_quick("variable_input", tmp_path)
     n = record["numbers"]
-    for key in ("accuracy_28_original", "accuracy_36_centred", "accuracy_42_random"):
+    for key in ("gap_accuracy_28_original", "gmp_accuracy_36_centred", "gap_accuracy_42_random"):
         assert 0 <= n[key] <= 1
     assert "x must have 784 values" in n["mlp_error"]
+
+
+def test_gmp_head_is_the_spatial_maximum_at_any_size():
+    import jax
+
+    from cnn_jax import models
+
+    model = models.get("cnn", features=(3,), padding="same", head="gmp", num_classes=2)
+    params = jax.jit(model.init)(jax.random.key(0), np.zeros((1, 8, 8, 1), np.float32))
+    for size in (8, 13):
+        x = np.random.default_rng(size).random((2, size, size, 1)).astype(np.float32)
+        logits, feats = model.apply(params, x)
+        pooled = np.asarray(feats["pool_1"]).max(axis=(1, 2))
+        head = params["params"]["head"]
+        # float32 dot of 3 terms: a few ulps.
+        np.testing.assert_allclose(logits, pooled @ head["kernel"] + head["bias"], rtol=1e-5,
+                                   atol=1e-6)

@@ -15,9 +15,9 @@ from cnn_jax.training.checkpoint import (
     Checkpointer,
     CheckpointError,
     load_final_params,
-    restore_params,
     save_final_params,
 )
+from cnn_jax.training.restore import restore
 
 TREE = {"w": np.arange(12.0, dtype=np.float32).reshape(3, 4), "b": np.ones(2, np.float32)}
 
@@ -135,11 +135,12 @@ def test_half_written_or_corrupt_final_params_are_an_error_naming_the_folder(cop
 
 @pytest.mark.parametrize("config, match", [
     (None, "config.json: no such file"),
-    ("{\"model\": ", "config.json: not a training run's config \\(JSONDecodeError"),
-    ("{\"model\": \"cnn\"}", "config.json: not a training run's config \\(KeyError"),
+    ("{\"model\": ", "config.json: not a training run's config.json \\(JSONDecodeError"),
+    ("[1, 2]", "config.json: not a training run's config.json \\("),
+    ("{\"no_such_field\": 1}", "config.json: not a training run's config.json \\("),
 ])
-def test_restore_params_names_a_bad_config_file(copy, config, match):
+def test_restore_names_a_bad_config_file(copy, config, match):
     if config is not None:
         (copy / "run" / "config.json").write_text(config)
     with pytest.raises(CheckpointError, match=match):
-        restore_params(str(copy / "run"))
+        restore(str(copy / "run"))

@@ -38,10 +38,10 @@ def run(tmp_path, monkeypatch):
     batches = []
     original = steps.train_step
 
-    def recording_step(state, batch, key):
+    def recording_step(state, batch, key, **kwargs):
         jax.debug.callback(lambda lab, m: batches.append(np.asarray(lab)[np.asarray(m)]),
                            batch["label"], batch["mask"], ordered=True)
-        return original(state, batch, key)
+        return original(state, batch, key, **kwargs)
 
     monkeypatch.setattr(steps, "train_step", recording_step)
     fit(CFG, str(tmp_path), data=data)

@@ -100,8 +100,13 @@ def test_finished_run_is_returned_not_retrained(tiny_data, tmp_path):
     mtime = os.path.getmtime(tmp_path / "metrics.jsonl")
     assert fit(CFG, str(tmp_path), data=tiny_data) == first
     assert os.path.getmtime(tmp_path / "metrics.jsonl") == mtime
-    with pytest.raises(ValueError, match="another configuration"):
-        fit(CFG.replace(seed=9), str(tmp_path), data=tiny_data)
+    with pytest.raises(ValueError, match=r"another configuration \(saved -> new: "
+                                         r"model_kwargs.units: 16 -> 8; seed: 3 -> 9\)"):
+        fit(CFG.replace(seed=9, units=8), str(tmp_path), data=tiny_data)
+    # restart: the old run's files go, the new configuration trains from scratch.
+    again = fit(CFG.replace(seed=9), str(tmp_path), data=tiny_data, restart=True)
+    assert json.load(open(tmp_path / "config.json"))["seed"] == 9
+    assert again["valid_loss"] != first["valid_loss"] and len(history(tmp_path)) == 4
 
 
 def test_non_finite_loss_stops_with_a_message_naming_the_epoch(tiny_data, tmp_path):
@@ -119,18 +124,25 @@ RESUME_SCRIPT = textwrap.dedent("""
     from training.conftest import blobs
     from cnn_jax.config import TrainConfig, EarlyStoppingConfig
     from cnn_jax.training import DeviceData, fit, make_mesh
-    data = DeviceData.from_arrays(*blobs(3000, 0, 12), *blobs(500, 1, 12), num_classes=2,
-                                  mesh=make_mesh(1))
-    cfg = TrainConfig(model="mlp", model_kwargs={{"num_layers": 3, "units": 256}},
+    cfg = TrainConfig(model={model!r}, model_kwargs={kwargs!r}, standardize={std!r},
                       batch_size=32, epochs=12, num_devices=1, seed=5,
                       early_stopping=EarlyStoppingConfig(patience=20, restore_best_weights=True))
+    data = DeviceData.from_arrays(*blobs(3000, 0, 12), *blobs(500, 1, 12), num_classes=2,
+                                  mesh=make_mesh(1), standardize=cfg.standardize)
     print(fit(cfg, sys.argv[1], data=data)["valid_loss"])
 """)
 
 
-def test_resume_after_kill_ends_with_the_same_metrics(tmp_path):
+@pytest.mark.parametrize("model, kwargs, std", [
+    ("mlp", {"num_layers": 3, "units": 256}, False),
+    # BatchNorm statistics, tuples in the arguments, standardisation; ~2 min under load.
+    pytest.param("cnn_bn", {"features": (8,), "dense_units": (32,)}, True,
+                 marks=pytest.mark.slow),
+])
+def test_resume_after_kill_ends_with_the_same_metrics(tmp_path, model, kwargs, std):
     script = tmp_path / "run.py"
-    script.write_text(RESUME_SCRIPT.format(tests=os.path.dirname(os.path.dirname(__file__))))
+    script.write_text(RESUME_SCRIPT.format(tests=os.path.dirname(os.path.dirname(__file__)),
+                                           model=model, kwargs=kwargs, std=std))
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
     run = lambda wd: subprocess.run([sys.executable, str(script), str(wd)], env=env,
                                     capture_output=True, text=True, check=True)
@@ -179,10 +191,14 @@ def test_four_devices_match_one_device(tiny_arrays, tmp_path):
 
 @pytest.mark.parametrize(
     "change, match",
-    [({"batch_size": 0}, "batch_size must be > 0, got 0"),
-     ({"validation": "train"}, "validation must be one of"),
-     ({"validation_fraction": 1.5}, "validation_fraction must be in"),
-     ({"learning_rate": -1.0}, "learning_rate must be > 0")],
+    [({"batch_size": 0}, "batch_size=0: must be > 0"),
+     ({"batch_size": 2.0}, "batch_size=2.0: must be an int"),
+     ({"validation": "train"}, "validation='train': must be one of"),
+     ({"validation_fraction": 1.5}, r"validation_fraction=1.5: must be in \(0, 1\)"),
+     ({"learning_rate": -1.0}, "learning_rate=-1.0: must be > 0"),
+     ({"early_stopping": EarlyStoppingConfig(monitor="val_f1")},
+      "early_stopping.monitor='val_f1': must be one of the logged metrics"),
+     ({"model_kwargs": {"f": object()}}, "model_kwargs.f=<object.*must be None, a bool")],
 )
 def test_bad_config_values_name_the_field(change, match):
     with pytest.raises(ValueError, match=match):
@@ -190,7 +206,10 @@ def test_bad_config_values_name_the_field(change, match):
 
 
 def test_unknown_model_and_optimizer_are_clear_errors(tiny_data, tmp_path):
-    with pytest.raises(ValueError, match="model must be one of .*'resnet'"):
+    with pytest.raises(ValueError, match="model='resnet': unknown model; registered: cnn"):
         fit(CFG.replace(model="resnet"), str(tmp_path / "a"), data=tiny_data)
     with pytest.raises(ValueError, match="optimizer must be .*'adamw2'"):
         fit(CFG.replace(optimizer="adamw2"), str(tmp_path / "b"), data=tiny_data)
+    with pytest.raises(ValueError, match="model_kwargs.widht=8: model 'mlp' has no argument"):
+        fit(CFG.replace(widht=8), str(tmp_path / "c"), data=tiny_data)
+    assert not os.listdir(tmp_path)  # nothing written before the configuration is whole
