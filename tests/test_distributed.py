@@ -3,9 +3,11 @@
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -98,6 +100,53 @@ def test_two_processes_train_like_one_process_with_two_devices(tmp_path):
     assert all("devices: [CpuDevice(id=0), CpuDevice(id=2048)]" in err for _, err in outs)
     one = finish([launch(tmp_path / "one", "--num_devices=2", devices=2)])
     assert "completed" in one[0][0]
+    # one set of files: process 0 alone writes them (two writers: two TensorBoard files)
+    assert len(os.listdir(tmp_path / "two" / "tensorboard")) == 1
+    assert not [f for f in os.listdir(tmp_path / "two") if f.startswith(".tmp")]
+    assert json.load(open(tmp_path / "two" / "results.json"))["devices"] == 2
     # sums of 256 per-example losses per step and 16 steps per epoch, each side
     assert_close(losses(tmp_path / "two"), losses(tmp_path / "one"), ops=256 + 16 + 4096 // 256,
                  dtype=np.float32)
+
+
+@pytest.mark.slow
+def test_relaunch_after_kill_9_of_one_process_ends_like_an_uninterrupted_run(tmp_path):
+    """2 processes, 6 epochs with a checkpoint after each: ``kill -9`` of process 1 after
+    epoch 2 (process 0 is killed too, as a scheduler ends a job that lost a task), then both
+    relaunched; the run resumes and ends with the per-epoch and final losses of one
+    uninterrupted process with 2 devices. Slow: about 90 s on a loaded 2-core machine."""
+    flags = ["--epochs=6", "--batch_size=64", "--checkpoint_every=1"]
+    run = tmp_path / "run"
+
+    def pair():
+        port = free_port()
+        return [launch(run, *flags, f"--coordinator=127.0.0.1:{port}", "--num_processes=2",
+                       f"--process_id={i}", devices=1) for i in range(2)]
+
+    procs = pair()
+    try:
+        deadline = time.monotonic() + 240
+        while not (run / "metrics.jsonl").exists() or len(
+                (run / "metrics.jsonl").read_text().splitlines()) < 2:
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), (
+                [p.communicate()[1][-2000:] for p in procs if p.poll() is not None])
+            time.sleep(0.05)
+        os.kill(procs[1].pid, signal.SIGKILL)
+        os.kill(procs[0].pid, signal.SIGKILL)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.communicate()
+    done = len((run / "metrics.jsonl").read_text().splitlines())
+    assert done < 6 and not (run / "results.json").exists()  # killed mid-run
+
+    outs = finish(pair())
+    assert all("resuming after epoch" in err for _, err in outs)
+    finish([launch(tmp_path / "one", *flags, "--num_devices=2", devices=2)])
+    assert_close(losses(run), losses(tmp_path / "one"), ops=256 + 64 + 4096 // 64,
+                 dtype=np.float32)
+    results = [json.load(open(d / "results.json")) for d in (run, tmp_path / "one")]
+    assert results[0]["epochs_run"] == 6
+    assert_close([r["valid_loss"] for r in results[:1]], [results[1]["valid_loss"]],
+                 ops=256 + 1024 // 64, dtype=np.float32)

@@ -164,14 +164,19 @@ def fit(config: TrainConfig, workdir: str, *, data: DeviceData | None = None,
     state = jax.device_put(state, NamedSharding(mesh, PartitionSpec()))
     param_count = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
 
-    if restart:
-        discard_run(workdir)
-    io.write_json(os.path.join(workdir, "config.json"), config.to_dict())
-    io.write_json(os.path.join(workdir, "model.json"), {
-        "num_classes": int(data.num_classes),
-        "input_shape": list(data.train_images.shape[1:]),
-        "mean": None if data.mean is None else np.asarray(data.mean).tolist(),
-        "std": None if data.std is None else np.asarray(data.std).tolist()})
+    # With several processes (jax.distributed) every one computes the same metrics; only
+    # process 0 writes the run's files, and orbax coordinates the checkpoints.
+    primary = jax.process_index() == 0
+    if primary:
+        if restart:
+            discard_run(workdir)
+        io.write_json(os.path.join(workdir, "config.json"), config.to_dict())
+        io.write_json(os.path.join(workdir, "model.json"), {
+            "num_classes": int(data.num_classes),
+            "input_shape": list(data.train_images.shape[1:]),
+            "mean": None if data.mean is None else np.asarray(data.mean).tolist(),
+            "std": None if data.std is None else np.asarray(data.std).tolist()})
+    _barrier("fit: workdir ready")  # no process reads checkpoints before a restart's removal
 
     best, history, start = None, [], 0
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints")) if config.checkpoint_every else None
@@ -195,7 +200,7 @@ def fit(config: TrainConfig, workdir: str, *, data: DeviceData | None = None,
     status, message = "completed", ""
     t_run = time.perf_counter()
     stopped = stopper is not None and stopper.stop_training
-    board = TensorBoard(os.path.join(workdir, "tensorboard"))
+    board = TensorBoard(os.path.join(workdir, "tensorboard") if primary else None)
     try:
         for epoch in range(start, 0 if stopped else config.epochs):
             t0 = time.perf_counter()
@@ -215,7 +220,8 @@ def fit(config: TrainConfig, workdir: str, *, data: DeviceData | None = None,
                 status = "non_finite_loss"
                 message = f"loss became non-finite at epoch {epoch + 1}: {logs}"
                 log.error("%s", message)
-                io.write_jsonl(os.path.join(workdir, "metrics.jsonl"), history)
+                if primary:
+                    io.write_jsonl(os.path.join(workdir, "metrics.jsonl"), history)
                 break
             if stopper is not None and stopper.update(epoch, logs):
                 best = jax.tree.map(jnp.copy, state.variables)
@@ -225,7 +231,8 @@ def fit(config: TrainConfig, workdir: str, *, data: DeviceData | None = None,
                                   "best": state.variables if best is None else best},
                           {"epoch": epoch, "history": history,
                            "early_stopping": stopper.state_dict() if stopper else None})
-            io.write_jsonl(os.path.join(workdir, "metrics.jsonl"), history)
+            if primary:
+                io.write_jsonl(os.path.join(workdir, "metrics.jsonl"), history)
             board.epoch(history[-1], step0, train_m if log_steps else None)
             log.info("%s", _progress(history, config.epochs))
             if stopper is not None and stopper.stop_training:
@@ -256,10 +263,20 @@ def fit(config: TrainConfig, workdir: str, *, data: DeviceData | None = None,
             r["epoch_time"] for r in history[:start]),
         "devices": int(mesh.devices.size), "backend": jax.default_backend(),
     }
-    if history:
-        plotting.plot_history(history, os.path.join(workdir, "figures", "history.png"))
-    io.write_json(results_path, results)
+    if primary:
+        if history:
+            plotting.plot_history(history, os.path.join(workdir, "figures", "history.png"))
+        io.write_json(results_path, results)
+    _barrier("fit: results written")  # every process returns once the run is complete
     return results
+
+
+def _barrier(name: str) -> None:
+    """Waits for every process (a no-op with one)."""
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 # What fit writes into a workdir; restart=True removes exactly these.
@@ -295,11 +312,14 @@ class TensorBoard:
     at step = epoch, and optionally every optimizer step's ``step/loss``/``step/accuracy``.
 
     ``metrics.jsonl`` stays the source of truth; a resumed run appends a new event file.
-    Without tensorboardX installed it warns once and writes nothing.
+    Without tensorboardX installed it warns once and writes nothing; ``logdir`` None
+    writes nothing either (a process other than 0).
     """
 
-    def __init__(self, logdir: str):
+    def __init__(self, logdir: str | None):
         self._logdir, self._writer = logdir, None
+        if logdir is None:
+            return
         try:
             import tensorboardX  # noqa: F401
         except ImportError:
