@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -87,8 +88,8 @@ class TrainConfig:
         return dataclasses.replace(self, **direct)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready nested dict (tuples become lists)."""
-        return dataclasses.asdict(self)
+        """JSON-ready nested dict (tuples become lists), equal to its JSON round trip."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
