@@ -52,7 +52,7 @@ def accuracy_fn(model: str, model_kwargs: Mapping[str, Any], params, num_classes
 
     def accuracy(images, labels):
         x, y = to_device(np.asarray(images), np.asarray(labels, np.int32))
-        return float(run(params, x, y)["accuracy"])
+        return float(run({"params": params}, x, y)["accuracy"])
 
     return accuracy
 
