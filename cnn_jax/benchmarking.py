@@ -230,7 +230,7 @@ def bench_ours(model, data, *, label: str, epochs: int, batch_size: int, seed: i
     eval_fn = jax.jit(functools.partial(steps.evaluate, apply_fn=state.apply_fn,
                                         batch_size=eval_batch, **norm))
     epoch_args = (state, data.train_images, data.train_labels, root)
-    eval_args = (state.params, data.valid_images, data.valid_labels)
+    eval_args = (state.variables, data.valid_images, data.valid_labels)
     # Lowering + XLA compilation of both programs, timed directly. Once: JAX keeps the
     # executable in memory, so a second compile of the same program takes microseconds.
     t0 = time.perf_counter()

@@ -260,3 +260,14 @@ def run(main) -> None:
         return main(argv)
 
     app.run(quiet_main, flags_parser=parse_flags)
+
+
+def show_progress() -> None:
+    """Our progress lines (fit's epochs) on stderr; libraries only from warnings up."""
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    root = logging.getLogger("cnn_jax")
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    root.propagate = False

@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-
-from _cli import usage_error
+from _cli import show_progress, usage_error  # noqa: F401  (re-exported to the scripts)
 from absl import flags
-from absl import logging as absl_logging
 
 FLAGS = flags.FLAGS
-
-
-def show_progress() -> None:
-    """Our progress lines (fit's epochs) on stderr; libraries only from warnings up."""
-    absl_logging.set_verbosity(absl_logging.WARNING)
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-    root = logging.getLogger("cnn_jax")
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    root.propagate = False
 
 
 def number_list(name: str, kind=int) -> tuple:

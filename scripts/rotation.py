@@ -52,7 +52,8 @@ def main(argv):
             conditions=tuple(FLAGS.conditions), models=models, epochs=FLAGS.epochs,
             batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
             patience=FLAGS.patience, train=FLAGS.train, quick=FLAGS.quick,
-            command=shlex.join(["python", "scripts/rotation.py", *sys.argv[1:]]))
+            command=shlex.join(["python", "scripts/rotation.py",  # what trains, not --notrain
+                                *(a for a in sys.argv[1:] if a != "--notrain")]))
     except ValueError as e:
         usage_error(str(e))
     try:

@@ -18,7 +18,7 @@ import signal
 import sys
 import threading
 
-from _cli import run, usage_error
+from _cli import run, show_progress, usage_error
 from absl import flags
 from absl import logging as absl_logging
 
@@ -288,13 +288,8 @@ def main(argv):
 
     from cnn_jax import data, training
     from cnn_jax.training import sweep
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-    root = logging.getLogger("cnn_jax")
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    root.propagate = False
-    root.info("devices: %s", jax.devices())
+    show_progress()
+    logging.getLogger("cnn_jax").info("devices: %s", jax.devices())
     stop = graceful_interrupt()
     try:
         if not axes:

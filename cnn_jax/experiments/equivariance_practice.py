@@ -29,7 +29,7 @@ from cnn_jax.config import TrainConfig
 from cnn_jax.experiments import subruns, transformed
 from cnn_jax.io import atomic_write_text
 from cnn_jax.training import DeviceData
-from cnn_jax.training.checkpoint import restore_params
+from cnn_jax.training.restore import restore_params
 
 __all__ = ["DEFAULT_MODELS", "PracticeConfig", "run"]
 

@@ -23,7 +23,7 @@ from cnn_jax import io, models
 from cnn_jax.config import TrainConfig
 from cnn_jax.data.pipeline import to_device
 from cnn_jax.training import DeviceData, evaluate, fit
-from cnn_jax.training.checkpoint import restore_params
+from cnn_jax.training.restore import restore_params
 
 __all__ = ["accuracy_fn", "mean_sd", "param_count", "rows_csv", "train_and_test",
            "write_experiment"]
@@ -52,7 +52,7 @@ def accuracy_fn(model: str, model_kwargs: Mapping[str, Any], params, num_classes
 
     def accuracy(images, labels):
         x, y = to_device(np.asarray(images), np.asarray(labels, np.int32))
-        return float(run(params, x, y)["accuracy"])
+        return float(run({"params": params}, x, y)["accuracy"])
 
     return accuracy
 

@@ -52,4 +52,4 @@ def train(workdir: str, model: str, model_kwargs: Mapping[str, Any], train_set: 
                                          mesh=mesh)
     results = fit(config, workdir, data=device_data, mesh=mesh)
     module = models.get(model, num_classes=train_set.info.num_classes, **kwargs)
-    return module, load_final_params(os.path.abspath(workdir)), results
+    return module, load_final_params(os.path.abspath(workdir))["params"], results

@@ -2,7 +2,7 @@
 
 from cnn_jax.training.early_stopping import EarlyStopping
 from cnn_jax.training.loop import DeviceData, discard_run, fit, load_data, make_mesh
-from cnn_jax.training.restore import Restored, restore
+from cnn_jax.training.restore import Restored, restore, restore_params
 from cnn_jax.training.steps import (
     TrainState,
     create_train_state,
@@ -25,6 +25,7 @@ __all__ = [
     "make_mesh",
     "make_optimizer",
     "restore",
+    "restore_params",
     "train_epoch",
     "train_step",
 ]

@@ -17,7 +17,7 @@ from cnn_jax.data.pipeline import normalize
 from cnn_jax.training.checkpoint import CheckpointError, load_final_params
 from cnn_jax.training.steps import evaluate
 
-__all__ = ["Restored", "restore"]
+__all__ = ["Restored", "restore", "restore_params"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,3 +116,16 @@ def _read(workdir: str, name: str, parse):
         text = " ".join(str(e).split())[:200]
         raise CheckpointError(f"{path}: not a training run's {name} ({type(e).__name__}: "
                               f"{text})") from None
+
+
+def restore_params(workdir: str) -> tuple[str, dict[str, Any], Any]:
+    """``(model name, model_kwargs, params)`` of the finished run in ``workdir``: the
+    ``"params"`` collection alone, for models without other collections.
+
+    Raises:
+      CheckpointError: as :func:`restore`.
+    """
+    run = restore(workdir)
+    kwargs = {k: tuple(v) if isinstance(v, list) else v
+              for k, v in run.config.model_kwargs.items()}
+    return run.config.model, kwargs, run.variables["params"]

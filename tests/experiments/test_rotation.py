@@ -120,3 +120,12 @@ def test_bad_flag_is_one_line_and_exit_2(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("rotation.py: error: --seeds=a,b")
     assert not any(tmp_path.iterdir())
+
+
+def test_a_sub_run_with_tuple_hyper_parameters_resumes(tmp_path):
+    # fit compares the workdir's config.json with the config: tuples must not spoil it
+    config = rotation.train_config(rotation.RotationConfig(workdir="unused"), "p4cnn", 0)
+    assert isinstance(config.model_kwargs["features"], tuple)
+    from cnn_jax import io
+    io.write_json(str(tmp_path / "config.json"), config.to_dict())
+    assert io.read_json(str(tmp_path / "config.json")) == config.to_dict()
