@@ -36,6 +36,7 @@ from cnn_jax import io
 
 __all__ = [
     "bench_ours",
+    "bench_seeds",
     "count_matmul_flops",
     "fitted_epoch_time",
     "format_markdown",
@@ -266,6 +267,60 @@ def bench_ours(model, data, *, label: str, epochs: int, batch_size: int, seed: i
         "matmul_rates": rates, "matmul_rate": max(rates),
         "accuracy": float(train_m["accuracy"]), "val_accuracy": float(val_m["accuracy"]),
     }
+
+
+def bench_seeds(model, data, *, num_seeds: int, epochs: int, batch_size: int, seed: int = 0,
+                mesh: Mesh | None = None) -> dict[str, Any]:
+    """Training time of ``num_seeds`` copies of ``model``: one vectorised program (the epoch
+    of ``training.fit_seeds``) against one run after the other (``fit``'s epoch), on the
+    same data, seeds ``seed + i``. Validation is left out; the first epoch (compiling) is
+    the warm-up, the medians are over the rest.
+
+    Returns:
+      ``{"num_seeds", "n_train", "vectorized_times", "sequential_times"`` (seconds per
+      epoch for all members), ``"vectorized_s", "sequential_s"`` (steady medians),
+      ``"ratio"`` (sequential / vectorised: the throughput gain), ``"max_loss_difference"``
+      (last epoch, vectorised against sequential: a sanity check)``}``.
+
+    Raises:
+      ValueError: ``num_seeds`` < 1 or ``epochs`` < 2.
+    """
+    from cnn_jax.training import loop, seeds, steps
+
+    if num_seeds < 1 or epochs < 2:
+        raise ValueError(f"num_seeds={num_seeds}, epochs={epochs}: need >= 1 and >= 2")
+    mesh = mesh or loop.make_mesh()
+    tx = steps.make_optimizer("adam", 1e-3)
+    shape = data.train_images.shape[1:]
+    keys = jnp.stack([jax.random.split(jax.random.key(seed + i)) for i in range(num_seeds)])
+    replicated = NamedSharding(mesh, PartitionSpec())
+    members = jax.device_put(
+        jax.vmap(lambda k: steps.create_train_state(model, tx, k, shape))(keys[:, 0]),
+        replicated)
+    singles = [jax.tree.map(lambda a, i=i: a[i], members) for i in range(num_seeds)]
+    norm = dict(batch_size=batch_size, mean=data.mean, std=data.std, mesh=mesh)
+    vectorized = jax.jit(functools.partial(seeds.members_epoch, **norm), donate_argnums=0)
+    one = jax.jit(functools.partial(steps.train_epoch, **norm), donate_argnums=0)
+    active = np.ones(num_seeds, bool)
+    vec_times, seq_times = [], []
+    for epoch in range(epochs):
+        t0 = time.perf_counter()
+        members, vec_m = vectorized(members, active, data.train_images, data.train_labels,
+                                    keys[:, 1], epoch)
+        vec_loss = np.asarray(jax.device_get(vec_m["loss"]))
+        vec_times.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        seq_loss = []
+        for i in range(num_seeds):
+            singles[i], m = one(singles[i], data.train_images, data.train_labels,
+                                jax.random.fold_in(keys[i, 1], epoch))
+            seq_loss.append(float(jax.device_get(m["loss"])))
+        seq_times.append(time.perf_counter() - t0)
+    vec_s, seq_s = statistics.median(vec_times[1:]), statistics.median(seq_times[1:])
+    return {"num_seeds": num_seeds, "n_train": int(data.train_images.shape[0]),
+            "vectorized_times": vec_times, "sequential_times": seq_times,
+            "vectorized_s": vec_s, "sequential_s": seq_s, "ratio": seq_s / vec_s,
+            "max_loss_difference": float(np.max(np.abs(vec_loss - np.array(seq_loss))))}
 
 
 # --------------------------------------------------------------------------- summaries

@@ -89,6 +89,10 @@ class TrainConfig:
         backend's fastest: TF32 on Ampere+ GPUs, one bf16 pass on TPUs; float32 on CPU);
         "high" and "highest" are ``lax.Precision.HIGH``/``HIGHEST``, passed to the model's
         ``precision`` argument.
+      num_seeds: train this many copies of the model, seeds ``seed``, ``seed + 1``, ...,
+        each initialised and shuffled by its own seed, in one vectorised (``vmap``) program
+        (``cnn_jax.training.fit_seeds``); 1: an ordinary run. Needs ``validation="test"``
+        (a holdout split depends on the seed, and the copies share one data set).
     """
 
     model: str = "mlp"
@@ -111,6 +115,7 @@ class TrainConfig:
     checkpoint_every: int = 1
     standardize: bool = False
     precision: str = "default"
+    num_seeds: int = 1
 
     def __post_init__(self):
         _check_types(self)
@@ -133,6 +138,12 @@ class TrainConfig:
                    self.early_stopping.monitor, f"one of the logged metrics {MONITORS}")
         _check(self.precision in PRECISIONS, "precision", self.precision,
                f"one of {PRECISIONS}")
+        _check(self.num_seeds >= 1, "num_seeds", self.num_seeds, ">= 1")
+        _check(self.seed + self.num_seeds <= 2**32, "num_seeds", self.num_seeds,
+               f"such that seed + num_seeds - 1 < 2**32 (seed={self.seed})")
+        _check(self.num_seeds == 1 or self.validation == "test", "num_seeds", self.num_seeds,
+               "1 with validation='holdout' (its split depends on the seed; the vectorised "
+               "seeds share one data set)")
 
     def replace(self, **changes) -> TrainConfig:
         """A copy with ``changes``; a name that is no field goes into ``model_kwargs``."""

@@ -42,6 +42,9 @@ flags.DEFINE_integer("batch_size", 256, "Training batch size (the lecture's 256)
 flags.DEFINE_string("dataset", "fashion_mnist", "Dataset name for cnn_jax.data.load.")
 flags.DEFINE_integer("limit", 0, "Use only the first N train and N test examples (0: all).")
 flags.DEFINE_integer("seed", 0, "Seed for initialisation and shuffling.")
+flags.DEFINE_integer("num_seeds", 0, "Also time N copies of the first --depths MLP trained "
+                     "as one vectorised program (--num_seeds of train.py) against N runs one "
+                     "after the other (0: not; else >= 2).")
 flags.DEFINE_string("out", "runs/benchmark/benchmark", "Output path without suffix: writes "
                     "OUT.md and OUT.json.")
 flags.DEFINE_string("sweep_dir", None, "A finished depth sweep (scripts/train.py "
@@ -68,6 +71,11 @@ def check_flags() -> list[int]:
     check_int("batch_size", FLAGS.batch_size, 1, MAX_BATCH)
     check_int("limit", FLAGS.limit, 0)
     check_int("seed", FLAGS.seed, 0, 2**32 - 1)
+    if FLAGS.num_seeds != 0:
+        check_int("num_seeds", FLAGS.num_seeds, 2, 1024)
+        if "ours" not in FLAGS.frameworks or "mlp" not in FLAGS.models or not FLAGS.depths:
+            bad_flag("num_seeds", FLAGS.num_seeds, "times our MLP: needs ours in --frameworks, "
+                     "mlp in --models and a depth in --depths")
     from cnn_jax import data
 
     _cli.library_check("dataset", FLAGS.dataset, lambda: data.check_name(FLAGS.dataset))
@@ -416,13 +424,34 @@ def main(argv):
         # Rewritten after every block, so a long run leaves the finished blocks behind.
         report = make_report(blocks, rates, sweep)
         md_path, json_path = benchmarking.write_report(FLAGS.out, report)
+    if FLAGS.num_seeds:
+        report = make_report(blocks, rates, sweep, run_seeds(depths[0]))
+        md_path, json_path = benchmarking.write_report(FLAGS.out, report)
     print(benchmarking.format_markdown(report))
     print(f"written: {md_path}, {json_path}")
     return 0
 
 
-def make_report(blocks: dict[str, dict], rates: dict[str, float], sweep) -> dict:
-    """The report (JSON-ready) over the framework blocks run so far."""
+def run_seeds(depth: int) -> dict:
+    """The seeds row: ``--num_seeds`` MLPs of ``depth``, vectorised vs one after the other."""
+    from cnn_jax import benchmarking, models
+    from cnn_jax.training import DeviceData, make_mesh
+
+    x_train, y_train, x_test, y_test, classes = load_arrays()
+    mesh = make_mesh()
+    data = DeviceData.from_arrays(x_train, y_train, x_test, y_test, classes, mesh=mesh)
+    model = models.get("mlp", num_classes=classes, num_layers=depth, units=512,
+                       activation="elu")
+    print(f"[seeds] {FLAGS.num_seeds} x mlp depth {depth}, {FLAGS.epochs} epochs", flush=True)
+    record = benchmarking.bench_seeds(model, data, num_seeds=FLAGS.num_seeds,
+                                      epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
+                                      seed=FLAGS.seed, mesh=mesh)
+    return {**record, "label": f"mlp depth {depth}"}
+
+
+def make_report(blocks: dict[str, dict], rates: dict[str, float], sweep,
+                seeds: dict | None = None) -> dict:
+    """The report (JSON-ready) over the framework blocks run so far (and the seeds row)."""
     from cnn_jax import benchmarking
 
     frameworks = list(blocks)
@@ -449,6 +478,13 @@ def make_report(blocks: dict[str, dict], rates: dict[str, float], sweep) -> dict
         + "; ".join(f"{r['framework']} {r['label']} {r.get('val_accuracy', float('nan')):.3f}"
                     for r in records),
     ]
+    if seeds is not None:
+        n = seeds["num_seeds"]
+        notes.append(
+            f"Seeds in one program ({seeds['label']}, training only, median of steady epochs): "
+            f"{n} copies vectorised {seeds['vectorized_s']:.3f} s per epoch, {n} runs one "
+            f"after the other {seeds['sequential_s']:.3f} s: {seeds['ratio']:.2f}x the "
+            f"throughput (last-epoch losses differ by {seeds['max_loss_difference']:.1e}).")
     missing = [fw for fw in FLAGS.frameworks if fw not in blocks]
     if missing:
         notes.insert(0, f"Partial report: {', '.join(missing)} not run yet.")
@@ -464,6 +500,7 @@ def make_report(blocks: dict[str, dict], rates: dict[str, float], sweep) -> dict
         "rows": rows,
         "totals": benchmarking.totals(rows, frameworks),
         "sweep": sweep,
+        "seeds": seeds,
         "sweep_lines": benchmarking.sweep_lines(sweep, rows, frameworks) if sweep else [],
         "notes": notes,
         "blocks": {fw: {k: v for k, v in b.items() if k != "records"}

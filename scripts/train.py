@@ -61,6 +61,10 @@ flags.DEFINE_float("es_baseline", None, "EarlyStopping baseline.")
 flags.DEFINE_boolean("es_restore_best_weights", False, "EarlyStopping restore_best_weights.")
 flags.DEFINE_integer("es_start_from_epoch", 0, "EarlyStopping start_from_epoch.")
 flags.DEFINE_integer("seed", 0, "Seed of initialisation, shuffling and holdout split.")
+flags.DEFINE_integer("num_seeds", 1, "Train seeds --seed .. --seed+N-1 as N copies of the "
+                     "model in one vectorised program, into WORKDIR/seed_K (with --sweep: "
+                     "WORKDIR/<point>-seed_K), with a seed summary (README 'Seeds in one "
+                     "program').")
 flags.DEFINE_integer("num_devices", 0, "Devices to shard the batch over (0: all local).")
 flags.DEFINE_integer("checkpoint_every", 1, "Checkpoint every N epochs (0: never).")
 flags.DEFINE_boolean("standardize", False, "Standardise inputs per channel.")
@@ -163,7 +167,7 @@ def config_from_flags():
             early_stopping=es,
             seed=FLAGS.seed, num_devices=FLAGS.num_devices,
             checkpoint_every=FLAGS.checkpoint_every, standardize=FLAGS.standardize,
-            precision=FLAGS.precision)
+            precision=FLAGS.precision, num_seeds=FLAGS.num_seeds)
     except ConfigError as e:
         raise _flag_of(e) from None
 
@@ -180,8 +184,9 @@ def checked_config(argv):
         raise BadFlag("workdir", FLAGS.workdir, "is a file; give a folder (new or a run's)")
     if FLAGS.platform is not None and FLAGS.platform not in ("cpu", "gpu", "tpu"):
         raise BadFlag("platform", FLAGS.platform, "must be cpu, gpu or tpu")
-    if FLAGS.restart and FLAGS.sweep:
-        raise BadFlag("restart", True, "is for single runs; delete the sweep's folder instead")
+    if FLAGS.restart and (FLAGS.sweep or FLAGS.num_seeds != 1):
+        raise BadFlag("restart", True, "is for single runs; delete the sweep's (or seeds') "
+                      "folder instead")
     config = config_from_flags()
     from cnn_jax.training import distributed
 
@@ -218,7 +223,8 @@ def checked_config(argv):
                          if e.field.rpartition(".")[2] == name), FLAGS.sweep[0])
             member = ", ".join(f"{k}={v!r}" for k, v in assignment.items())
             raise BadFlag("sweep", spec, f"member {member}: {e}") from None
-    saved = None if FLAGS.sweep else loop.saved_config(FLAGS.workdir)
+    single = not FLAGS.sweep and config.num_seeds == 1
+    saved = loop.saved_config(FLAGS.workdir) if single else None
     if saved is not None and not FLAGS.restart:
         diff = config_diff(saved, config.to_dict())
         if diff:
@@ -292,7 +298,7 @@ def main(argv):
     logging.getLogger("cnn_jax").info("devices: %s", jax.devices())
     stop = graceful_interrupt()
     try:
-        if not axes:
+        if not axes and config.num_seeds == 1:
             results = training.fit(config, FLAGS.workdir, should_stop=stop.is_set,
                                    restart=FLAGS.restart, log_steps=FLAGS.log_steps)
         else:
@@ -301,7 +307,7 @@ def main(argv):
         return interrupted(e)
     except (data.DatasetNotFound, data.IdxError) as e:  # the message says how to fix it
         usage_error(f"--dataset={config.dataset}: {e}")
-    if axes:
+    if axes or config.num_seeds > 1:
         with open(f"{FLAGS.workdir}/summary.md") as f:
             print(f.read())
         return 0

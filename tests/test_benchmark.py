@@ -10,10 +10,23 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
-from cnn_jax import benchmarking, io, models
-from cnn_jax.training import create_train_state, make_optimizer, train_step
+from cnn_jax import benchmarking, data, io, models
+from cnn_jax.training import (
+    DeviceData,
+    create_train_state,
+    make_mesh,
+    make_optimizer,
+    train_step,
+)
+from tests.numerics import tolerance
+
+
+def load_synthetic(n):
+    ds = data.load("synthetic_bars", f"train[:{n}]")
+    return ds.images, ds.labels
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "benchmark.py")
@@ -157,9 +170,11 @@ def test_script_ours_only_writes_a_consistent_report(tmp_path):
     _fake_sweep(sweep)
     proc = _run_script("--frameworks=ours", "--models=mlp", "--depths=0,1", "--epochs=2",
                        "--dataset=synthetic_bars", "--limit=512", f"--out={out}",
-                       f"--sweep_dir={sweep}")
+                       f"--sweep_dir={sweep}", "--num_seeds=2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     report, md = _check_report(out, ["ours"])
+    assert report["seeds"]["num_seeds"] == 2 and report["seeds"]["label"] == "mlp depth 0"
+    assert "Seeds in one program (mlp depth 0, training only" in md
     assert [r["label"] for r in report["rows"]] == ["mlp depth 0", "mlp depth 1"]
     assert "## Ours: compilation and achieved FLOP/s" in md and "| mlp depth 1 |" in proc.stdout
     assert report["sweep"]["epoch_time_s"] == 10.0 and "## Lecture sweep" in md
@@ -168,6 +183,24 @@ def test_script_ours_only_writes_a_consistent_report(tmp_path):
     # no library INFO noise (JAX's backend probing, orbax) in the script's output
     assert "Unable to initialize backend" not in proc.stdout + proc.stderr
     assert not [x for x in proc.stderr.splitlines() if x.startswith("I0")]
+
+
+def test_bench_seeds_times_vectorised_members_against_sequential_runs():
+    """The seeds row: N members in one program and N runs one after the other train the
+    same models (their last-epoch losses agree to float tolerance) and both are timed."""
+    images, labels = load_synthetic(256)
+    data = DeviceData.from_arrays(images, labels, images[:64], labels[:64], 10,
+                                  mesh=make_mesh(1))
+    model = models.get("mlp", num_classes=10, num_layers=1, units=16)
+    rec = benchmarking.bench_seeds(model, data, num_seeds=2, epochs=2, batch_size=64,
+                                   mesh=make_mesh(1))
+    assert rec["num_seeds"] == 2 and rec["n_train"] == 256
+    assert len(rec["vectorized_times"]) == len(rec["sequential_times"]) == 2
+    assert rec["ratio"] == pytest.approx(rec["sequential_s"] / rec["vectorized_s"])
+    # mean losses over 4 batches of 64, 2 epochs of updates: 300 roundings is ample
+    assert rec["max_loss_difference"] <= tolerance(np.float32, 300, scale=3.0)
+    with pytest.raises(ValueError, match="epochs=1"):
+        benchmarking.bench_seeds(model, data, num_seeds=2, epochs=1, batch_size=64)
 
 
 @pytest.mark.slow  # three subprocesses, each importing its framework: ~30 s on 2 cores

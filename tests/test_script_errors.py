@@ -74,6 +74,7 @@ def _cases(fx, runs):
         *[("dataset", v) for v in ("", "no_such_name", "5")],
         *[("limit", v) for v in ("", "x", "-1")],
         *[("seed", v) for v in ("", "x", "-1", "4294967296")],
+        *[("num_seeds", v) for v in ("", "x", "1", "-1", "1.5")],
         *[("out", v) for v in ("", str(fx / "empty_dir"), str(fx / "a_file" / "bench"))],
         *[("sweep_dir", v) for v in ("", missing, str(fx / "empty_dir"), str(fx / "a_file"))],
         *[("isolate", v) for v in ("", "maybe", "2")],

@@ -87,6 +87,7 @@ MALFORMED = {
     "es_restore_best_weights": ["abc"],
     "es_start_from_epoch": ["", "abc", "-1"],
     "seed": ["", "abc", "-1", "1.5", str(2**32)],
+    "num_seeds": ["", "abc", "0", "-1", "1.5"],
     "num_devices": ["", "abc", "-1", "99"],
     "checkpoint_every": ["", "abc", "-1"],
     "standardize": ["abc"],
@@ -145,6 +146,7 @@ def round_trip_cases(data_dir):
         "es_start_from_epoch": (["--es_start_from_epoch=2"], "early_stopping.start_from_epoch",
                                 2),
         "seed": (["--seed=5"], "seed", 5),
+        "num_seeds": (["--num_seeds=3"], "num_seeds", 3),  # its own case: not with holdout
         "num_devices": (["--num_devices=1"], "num_devices", 1),
         "checkpoint_every": (["--checkpoint_every=2"], "checkpoint_every", 2),
         "standardize": (["--standardize"], "standardize", True),
@@ -174,9 +176,18 @@ def walked(tmp_path_factory):
     cases["unused fraction"] = [f"--workdir={workdir}", *BASE, "--validation_fraction=0.2"]
     round_trip = round_trip_cases(tmp)
     everything = [f"--workdir={workdir}", "--early_stopping", "--validation=holdout"]
-    for argv, _, _ in round_trip.values():
-        everything += argv
+    for flag, (argv, _, _) in round_trip.items():
+        if flag != "num_seeds":
+            everything += argv
     cases["round trip"] = everything
+    cases["num_seeds round trip"] = [f"--workdir={workdir}", *BASE,
+                                     *round_trip["num_seeds"][0]]
+    cases["num_seeds with holdout"] = [f"--workdir={workdir}", *BASE, "--num_seeds=2",
+                                       "--validation=holdout"]
+    cases["num_seeds with a seed sweep"] = [f"--workdir={workdir}", *BASE, "--num_seeds=2",
+                                            "--sweep=seed=0:2"]
+    cases["num_seeds with restart"] = [f"--workdir={workdir}", *BASE, "--num_seeds=2",
+                                       "--restart"]
     cases["before flagfile"] = ["--epochs=1", "--model_arg=units=8", f"--flagfile={flagfile}"]
     cases["after flagfile"] = [f"--flagfile={flagfile}", "--epochs=1", "--model_arg=units=8"]
     experiments = sorted(glob.glob(os.path.join(ROOT, "experiments", "*.flags")))
@@ -216,11 +227,23 @@ def test_other_refusals(walked):
         "--model_arg=widht=8: model 'cnn' has no argument 'widht'; its arguments: features,")
     assert results["model_arg=kernel_size=99"][1].startswith(
         "--model_arg=kernel_size=99: model 'cnn' cannot be built with it: ValueError: kernel")
+    assert results["num_seeds with holdout"] == [
+        "bad", "--num_seeds=2: must be 1 with validation='holdout' (its split depends on the "
+        "seed; the vectorised seeds share one data set)"]
+    assert results["num_seeds with a seed sweep"] == [
+        "bad", "--sweep=seed=0:2: num_seeds=2 trains seeds 0..1 itself: sweep neither seed "
+        "nor num_seeds with it"]
+    assert results["num_seeds with restart"] == [
+        "bad", "--restart=True: is for single runs; delete the sweep's (or seeds') folder "
+        "instead"]
 
 
 def test_every_config_flag_reaches_the_config_with_a_non_default_value(walked):
     kind, config = walked["results"]["round trip"]
     assert kind == "ok", config
+    kind, seeds_config = walked["results"]["num_seeds round trip"]
+    assert kind == "ok", seeds_config
+    config = {**config, "num_seeds": seeds_config["num_seeds"]}
     default = TrainConfig().to_dict()
     for flag, (_, field, expected) in walked["round_trip"].items():
         if flag == "early_stopping":  # None by default

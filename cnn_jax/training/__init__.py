@@ -3,6 +3,7 @@
 from cnn_jax.training.early_stopping import EarlyStopping
 from cnn_jax.training.loop import DeviceData, discard_run, fit, load_data, make_mesh
 from cnn_jax.training.restore import Restored, restore, restore_params
+from cnn_jax.training.seeds import fit_seeds
 from cnn_jax.training.steps import (
     TrainState,
     create_train_state,
@@ -21,6 +22,7 @@ __all__ = [
     "discard_run",
     "evaluate",
     "fit",
+    "fit_seeds",
     "load_data",
     "make_mesh",
     "make_optimizer",

@@ -138,26 +138,18 @@ def fit(config: TrainConfig, workdir: str, *, data: DeviceData | None = None,
       The results dict (also in ``results.json``); ``train_*``/``valid_*`` are the final
       weights re-evaluated on each whole set (``metrics.jsonl`` has the per-epoch logs).
     """
-    results_path = os.path.join(workdir, "results.json")
-    saved = saved_config(workdir)
-    if saved is not None and not restart:
-        diff = config_diff(saved, config.to_dict())
-        if diff:
-            raise ValueError(f"workdir {workdir!r} holds a run with another configuration "
-                             f"(saved -> new: {'; '.join(diff)}); use a new workdir, or "
-                             "restart=True (--restart) to discard the old run")
-        if os.path.exists(results_path):
-            results = io.read_json(results_path)
-            if results.get("status") in FINISHED:
-                log.info("%s: finished already (%s)", workdir, results["status"])
-                return results
+    if config.num_seeds != 1:
+        raise ValueError(f"num_seeds={config.num_seeds}: fit trains one seed; "
+                         "training.fit_seeds trains several in one program")
+    if not restart:
+        finished = finished_run(config, workdir)
+        if finished is not None:
+            return finished
 
     models.import_module(config.model_module)
     mesh = mesh or make_mesh(config.num_devices)
     data = data or load_data(config, mesh)
-    model = models.check(config.model, model_arguments(config), num_classes=data.num_classes,
-                         input_shape=data.train_images.shape[1:])
-    tx = make_optimizer(config.optimizer, config.learning_rate, **config.optimizer_kwargs)
+    model, tx = build(config, data)
     stopper = EarlyStopping(config.early_stopping) if config.early_stopping else None
     init_key, epoch_root = jax.random.split(jax.random.key(config.seed))
     state = create_train_state(model, tx, init_key, data.train_images.shape[1:])
@@ -170,13 +162,8 @@ def fit(config: TrainConfig, workdir: str, *, data: DeviceData | None = None,
     if primary:
         if restart:
             discard_run(workdir)
-        io.write_json(os.path.join(workdir, "config.json"), config.to_dict())
-        io.write_json(os.path.join(workdir, "model.json"), {
-            "num_classes": int(data.num_classes),
-            "input_shape": list(data.train_images.shape[1:]),
-            "mean": None if data.mean is None else np.asarray(data.mean).tolist(),
-            "std": None if data.std is None else np.asarray(data.std).tolist()})
-    _barrier("fit: workdir ready")  # no process reads checkpoints before a restart's removal
+        write_start(workdir, config, data)
+    barrier("fit: workdir ready")  # no process reads checkpoints before a restart's removal
 
     best, history, start = None, [], 0
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints")) if config.checkpoint_every else None
@@ -244,14 +231,72 @@ def fit(config: TrainConfig, workdir: str, *, data: DeviceData | None = None,
         if ckpt is not None:
             ckpt.close()
 
-    if stopper is not None and stopper.stop_training and status == "completed":
-        status = "stopped_early"
     restores = stopper is not None and stopper.restores_weights and best is not None
     final = best if restores else state.variables
     train_eval = jax.device_get(run_eval(final, data.train_images, data.train_labels))
     valid_eval = jax.device_get(run_eval(final, data.valid_images, data.valid_labels))
     save_final_params(workdir, final)
-    results = {
+    results = run_results(
+        config, stopper, history, status, message, param_count=param_count,
+        restores=restores, train_eval=train_eval, valid_eval=valid_eval,
+        wall_time=time.perf_counter() - t_run + sum(r["epoch_time"] for r in history[:start]),
+        devices=int(mesh.devices.size))
+    if primary:
+        write_end(workdir, history, results)
+    barrier("fit: results written")  # every process returns once the run is complete
+    return results
+
+
+def finished_run(config: TrainConfig, workdir: str) -> dict[str, Any] | None:
+    """The results of ``config``'s finished run in ``workdir``, or None if there is none.
+
+    Raises:
+      ValueError: ``workdir`` holds a run of another configuration (the fields that differ
+        are listed).
+    """
+    saved = saved_config(workdir)
+    if saved is None:
+        return None
+    diff = config_diff(saved, config.to_dict())
+    if diff:
+        raise ValueError(f"workdir {workdir!r} holds a run with another configuration "
+                         f"(saved -> new: {'; '.join(diff)}); use a new workdir, or "
+                         "restart=True (--restart) to discard the old run")
+    path = os.path.join(workdir, "results.json")
+    if os.path.exists(path):
+        results = io.read_json(path)
+        if results.get("status") in FINISHED:
+            log.info("%s: finished already (%s)", workdir, results["status"])
+            return results
+    return None
+
+
+def build(config: TrainConfig, data: DeviceData):
+    """``(model, optimizer)`` of ``config`` for ``data``'s images and classes."""
+    model = models.check(config.model, model_arguments(config), num_classes=data.num_classes,
+                         input_shape=data.train_images.shape[1:])
+    return model, make_optimizer(config.optimizer, config.learning_rate,
+                                 **config.optimizer_kwargs)
+
+
+def write_start(workdir: str, config: TrainConfig, data: DeviceData) -> None:
+    """``config.json`` and ``model.json`` (classes, input shape, standardisation)."""
+    io.write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    io.write_json(os.path.join(workdir, "model.json"), {
+        "num_classes": int(data.num_classes),
+        "input_shape": list(data.train_images.shape[1:]),
+        "mean": None if data.mean is None else np.asarray(data.mean).tolist(),
+        "std": None if data.std is None else np.asarray(data.std).tolist()})
+
+
+def run_results(config: TrainConfig, stopper: EarlyStopping | None, history: list[dict],
+                status: str, message: str, *, param_count: int, restores: bool,
+                train_eval: dict, valid_eval: dict, wall_time: float,
+                devices: int) -> dict[str, Any]:
+    """A finished run's ``results.json`` dict (``fit`` documents the keys)."""
+    if stopper is not None and stopper.stop_training and status == "completed":
+        status = "stopped_early"
+    return {
         "status": status, "message": message, "model": config.model,
         "param_count": param_count, "epochs_run": len(history),
         "best_epoch": (stopper.best_epoch + 1) if stopper else len(history),
@@ -259,19 +304,18 @@ def fit(config: TrainConfig, workdir: str, *, data: DeviceData | None = None,
         "final_weights_epoch": (stopper.best_epoch + 1) if restores else len(history),
         "train_loss": float(train_eval["loss"]), "train_accuracy": float(train_eval["accuracy"]),
         "valid_loss": float(valid_eval["loss"]), "valid_accuracy": float(valid_eval["accuracy"]),
-        "wall_time": time.perf_counter() - t_run + sum(
-            r["epoch_time"] for r in history[:start]),
-        "devices": int(mesh.devices.size), "backend": jax.default_backend(),
+        "wall_time": wall_time, "devices": devices, "backend": jax.default_backend(),
     }
-    if primary:
-        if history:
-            plotting.plot_history(history, os.path.join(workdir, "figures", "history.png"))
-        io.write_json(results_path, results)
-    _barrier("fit: results written")  # every process returns once the run is complete
-    return results
 
 
-def _barrier(name: str) -> None:
+def write_end(workdir: str, history: list[dict], results: dict[str, Any]) -> None:
+    """``figures/history.png`` (if any epoch ran) and ``results.json``."""
+    if history:
+        plotting.plot_history(history, os.path.join(workdir, "figures", "history.png"))
+    io.write_json(os.path.join(workdir, "results.json"), results)
+
+
+def barrier(name: str) -> None:
     """Waits for every process (a no-op with one)."""
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils

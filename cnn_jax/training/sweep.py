@@ -25,6 +25,7 @@ import numpy as np
 from cnn_jax import io, models, plotting
 from cnn_jax.config import TrainConfig
 from cnn_jax.training.loop import fit, load_data, make_mesh
+from cnn_jax.training.seeds import fit_seeds, member_configs
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,10 @@ def check_axes(config: TrainConfig, axes: Sequence[Axis]) -> None:
                                                                    "early_stopping"}
     arguments = set(models.arguments(config.model)) - {"num_classes"}
     names = [name for name, _ in axes]
+    if config.num_seeds > 1 and {"seed", "num_seeds"} & set(names):
+        raise ValueError(f"num_seeds={config.num_seeds} trains seeds {config.seed}.."
+                         f"{config.seed + config.num_seeds - 1} itself: sweep neither seed "
+                         "nor num_seeds with it")
     for name in names:
         if names.count(name) > 1:
             raise ValueError(f"{name!r} is swept twice")
@@ -148,6 +153,10 @@ def run_sweep(config: TrainConfig, axes: Sequence[Axis], workdir: str, *,
               should_stop: Callable[[], bool] | None = None) -> list[dict[str, Any]]:
     """Runs ``config`` at every member of the grid ``axes`` (finished members are skipped).
 
+    With ``config.num_seeds`` > 1 every grid point trains its seeds in one vectorised
+    program (``fit_seeds``) into ``<point>-seed_K`` folders, as if ``seed`` were the last
+    axis; ``axes`` may then be empty (``workdir/seed_K``).
+
     The data is loaded and placed on the device once per distinct data configuration (once
     for the whole sweep unless a data field, or ``seed`` with a holdout split, is swept).
 
@@ -158,6 +167,7 @@ def run_sweep(config: TrainConfig, axes: Sequence[Axis], workdir: str, *,
     mesh = make_mesh(config.num_devices)
     loaded: dict[tuple, Any] = {}
     rows = []
+    names = [name for name, _ in axes] + (["seed"] if config.num_seeds > 1 else [])
     for assignment in members(axes):
         member = config.replace(**assignment)
         key = tuple(getattr(member, f) for f in DATA_FIELDS) + (
@@ -166,10 +176,17 @@ def run_sweep(config: TrainConfig, axes: Sequence[Axis], workdir: str, *,
             loaded.clear()  # keep one data set on the device at a time
             loaded[key] = load_data(member, mesh)
         log.info("sweep %s", assignment)
-        results = fit(member, member_dir(workdir, assignment), data=loaded[key], mesh=mesh,
-                      should_stop=should_stop)
-        rows.append({**assignment, **results})
-        write_summary(rows, [name for name, _ in axes], workdir)
+        if config.num_seeds > 1:
+            seeds = [c.seed for c in member_configs(member)]
+            dirs = [member_dir(workdir, {**assignment, "seed": s}) for s in seeds]
+            results = fit_seeds(member, dirs, data=loaded[key], mesh=mesh,
+                                should_stop=should_stop)
+            rows += [{**assignment, "seed": s, **r} for s, r in zip(seeds, results)]
+        else:
+            results = fit(member, member_dir(workdir, assignment), data=loaded[key],
+                          mesh=mesh, should_stop=should_stop)
+            rows.append({**assignment, **results})
+        write_summary(rows, names, workdir)
     return rows
 
 

@@ -1,0 +1,223 @@
+"""Several seeds as one program: ``fit_seeds`` trains ``num_seeds`` copies of a model with
+``jax.vmap`` over the train state, so one compiled epoch advances every copy.
+
+Member ``i`` is the run of ``config.replace(seed=config.seed + i, num_seeds=1)``: it is
+initialised and shuffled by its own seed exactly as ``fit`` would (the same keys), and has
+its own Keras early-stopping state. A member that stops (or whose loss becomes non-finite)
+is frozen: the vectorised epoch still computes it, but its parameters, optimizer state and
+step are kept; with ``restore_best_weights`` each member keeps its own best weights. Each
+member's folder gets the files of a separate run (``config.json`` of that separate run,
+``model.json``, ``metrics.jsonl``, ``results.json``, ``figures/history.png``, ``final/``),
+so ``fit`` on one of them reports it finished, and the sweep summary reads them.
+
+Limitation: no checkpoints. Members already finished in their folders are skipped, but an
+interrupted vectorised run starts its unfinished members again from epoch 0. The time
+columns (``epoch_time``, ``samples_per_s``, ``wall_time``) are those of the shared program.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from cnn_jax import io, models
+from cnn_jax.config import TrainConfig
+from cnn_jax.training.checkpoint import save_final_params
+from cnn_jax.training.early_stopping import EarlyStopping
+from cnn_jax.training.loop import (
+    DeviceData,
+    barrier,
+    build,
+    eval_batch_size,
+    finished_run,
+    load_data,
+    make_mesh,
+    run_results,
+    write_end,
+    write_start,
+)
+from cnn_jax.training.steps import create_train_state, evaluate, train_epoch
+
+log = logging.getLogger(__name__)
+
+__all__ = ["fit_seeds", "member_configs", "members_epoch"]
+
+
+def member_configs(config: TrainConfig) -> list[TrainConfig]:
+    """The separate runs ``fit_seeds(config, ...)`` trains: seeds ``config.seed + i``."""
+    return [config.replace(seed=config.seed + i, num_seeds=1) for i in range(config.num_seeds)]
+
+
+def _select(mask: jax.Array, new: Any, old: Any) -> Any:
+    """``new`` where ``mask`` [M] is True, else ``old``, member by member (leading axis)."""
+    return jax.tree.map(
+        lambda a, b: jnp.where(mask.reshape(-1, *(1,) * (a.ndim - 1)), a, b), new, old)
+
+
+def _member(tree: Any, i: int) -> Any:
+    return jax.tree.map(lambda a: a[i], tree)
+
+
+def members_epoch(state, active, images, labels, roots, epoch, **kwargs):
+    """One epoch of every member: ``train_epoch`` under ``vmap``.
+
+    Args:
+      state: the members' ``TrainState``, every leaf with a leading [M] axis.
+      active: bool [M]; a member not active keeps its state (it is frozen).
+      images, labels: the shared data set, [N, H, W, C] and [N].
+      roots: [M] PRNG keys; member ``i``'s epoch key is ``fold_in(roots[i], epoch)``, as
+        in ``fit``.
+      epoch: 0-based epoch number (a traced int: one program for every epoch).
+      **kwargs: ``train_epoch``'s keyword arguments (``batch_size``, ``mesh``, ...).
+
+    Returns:
+      ``(state, metrics)``, each metric [M].
+    """
+    keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(roots, epoch)
+    run = functools.partial(train_epoch, **kwargs)
+    new, metrics = jax.vmap(run, in_axes=(0, None, None, 0))(state, images, labels, keys)
+    return _select(active, new, state), metrics
+
+
+def fit_seeds(config: TrainConfig, workdirs: Sequence[str], *, data: DeviceData | None = None,
+              mesh: Mesh | None = None,
+              should_stop: Callable[[], bool] | None = None) -> list[dict[str, Any]]:
+    """Trains the members ``member_configs(config)`` in one vectorised program.
+
+    Args:
+      config: the run, ``num_seeds`` >= 1 of them.
+      workdirs: one folder per member (e.g. the sweep's ``seed_K``), ``num_seeds`` of them.
+      data: the data on device (default: ``load_data(config, mesh)``).
+      mesh: the devices (default: ``make_mesh(config.num_devices)``); the batch is sharded
+        over them as in ``fit``, the members are not.
+      should_stop: asked after every epoch; True ends the run with ``KeyboardInterrupt``
+        and no results for the unfinished members (no checkpoints: they start over).
+
+    Returns:
+      Each member's results (``fit``'s dict, also in its ``results.json``).
+
+    Raises:
+      ValueError: ``len(workdirs) != num_seeds``, or a folder holding another run.
+    """
+    if len(workdirs) != config.num_seeds:
+        raise ValueError(f"workdirs: {len(workdirs)} folders for num_seeds="
+                         f"{config.num_seeds}; give one per member")
+    configs = member_configs(config)
+    results: list[dict[str, Any] | None] = [finished_run(c, d)
+                                            for c, d in zip(configs, workdirs)]
+    todo = [i for i, r in enumerate(results) if r is None]
+    if not todo:
+        return results
+    configs, workdirs = [configs[i] for i in todo], [workdirs[i] for i in todo]
+    models.import_module(config.model_module)
+    mesh = mesh or make_mesh(config.num_devices)
+    data = data or load_data(config, mesh)
+    for i, r in zip(todo, _train(configs, workdirs, data, mesh, should_stop)):
+        results[i] = r
+    return results
+
+
+def _train(configs: list[TrainConfig], workdirs: list[str], data: DeviceData, mesh: Mesh,
+           should_stop: Callable[[], bool] | None) -> list[dict[str, Any]]:
+    """The vectorised loop over ``configs`` (equal but for their seeds)."""
+    config, m = configs[0], len(configs)
+    model, tx = build(config, data)
+    shape = data.train_images.shape[1:]
+    # fit's keys, member by member: init_key, epoch_root = split(key(seed))
+    keys = jnp.stack([jax.random.split(jax.random.key(c.seed)) for c in configs])
+    state = jax.vmap(lambda k: create_train_state(model, tx, k, shape))(keys[:, 0])
+    replicated = NamedSharding(mesh, PartitionSpec())
+    state = jax.device_put(state, replicated)
+    roots = jax.device_put(keys[:, 1], replicated)
+    param_count = sum(int(np.prod(p.shape[1:])) for p in jax.tree.leaves(state.params))
+    primary = jax.process_index() == 0
+    if primary:
+        for c, d in zip(configs, workdirs):
+            write_start(d, c, data)
+    barrier("fit_seeds: workdirs ready")
+
+    norm = dict(mean=data.mean, std=data.std, mesh=mesh)
+    run_epoch = jax.jit(functools.partial(
+        members_epoch, batch_size=config.batch_size, drop_remainder=config.drop_remainder,
+        loss=config.loss, **norm), donate_argnums=0)
+    run_eval = jax.jit(jax.vmap(functools.partial(
+        evaluate, apply_fn=state.apply_fn, batch_size=eval_batch_size(config.batch_size, mesh),
+        loss=config.loss, **norm), in_axes=(0, None, None)))
+    keep_best = jax.jit(_select)
+    es = config.early_stopping
+    stoppers = [EarlyStopping(es) if es else None for _ in range(m)]
+    histories: list[list[dict]] = [[] for _ in range(m)]
+    status, messages = ["completed"] * m, [""] * m
+    active = np.ones(m, bool)
+    best = None
+    n_train = data.train_images.shape[0]
+    t_run = time.perf_counter()
+    for epoch in range(config.epochs):
+        t0 = time.perf_counter()
+        ran = active.copy()
+        state, train_m = run_epoch(state, ran, data.train_images, data.train_labels, roots,
+                                   epoch)
+        train_m = jax.device_get(train_m)
+        t_train = time.perf_counter() - t0
+        val_m = jax.device_get(run_eval(state.variables, data.valid_images,
+                                        data.valid_labels))
+        dt = time.perf_counter() - t0
+        keep = np.zeros(m, bool)
+        for i in np.flatnonzero(ran):
+            logs = {"loss": float(train_m["loss"][i]), "accuracy": float(train_m["accuracy"][i]),
+                    "val_loss": float(val_m["loss"][i]),
+                    "val_accuracy": float(val_m["accuracy"][i])}
+            histories[i].append({"epoch": epoch + 1, **logs, "epoch_time": dt,
+                                 "train_time": t_train, "samples_per_s": n_train / t_train})
+            if not all(math.isfinite(v) for v in logs.values()):
+                status[i], active[i] = "non_finite_loss", False
+                messages[i] = f"loss became non-finite at epoch {epoch + 1}: {logs}"
+                log.error("%s: %s", workdirs[i], messages[i])
+            elif stoppers[i] is not None:
+                keep[i] = stoppers[i].update(epoch, logs)
+                active[i] = not stoppers[i].stop_training
+        if keep.any():
+            best = keep_best(keep, state.variables,
+                             state.variables if best is None else best)
+        if primary:
+            for i in np.flatnonzero(ran):
+                io.write_jsonl(os.path.join(workdirs[i], "metrics.jsonl"), histories[i])
+        log.info("seeds: epoch %d/%d, %d of %d members trained, val_loss %s, %.2fs",
+                 epoch + 1, config.epochs, ran.sum(), m,
+                 " ".join(f"{val_m['loss'][i]:.4f}" for i in np.flatnonzero(ran)), dt)
+        if not active.any():
+            break
+        if should_stop is not None and should_stop() and epoch + 1 < config.epochs:
+            raise KeyboardInterrupt(f"{workdirs[0]}...: interrupted after epoch {epoch + 1} "
+                                    "(vectorised seeds do not resume: they start over)")
+
+    restores = np.array([s is not None and s.restores_weights and best is not None
+                         for s in stoppers])
+    final = (_select(jnp.asarray(restores), best, state.variables) if restores.any()
+             else state.variables)
+    train_eval = jax.device_get(run_eval(final, data.train_images, data.train_labels))
+    valid_eval = jax.device_get(run_eval(final, data.valid_images, data.valid_labels))
+    wall_time = time.perf_counter() - t_run
+    out = []
+    for i, (c, d) in enumerate(zip(configs, workdirs)):
+        save_final_params(d, _member(final, i))
+        results = run_results(
+            c, stoppers[i], histories[i], status[i], messages[i], param_count=param_count,
+            restores=bool(restores[i]), train_eval=_member(train_eval, i),
+            valid_eval=_member(valid_eval, i), wall_time=wall_time,
+            devices=int(mesh.devices.size))
+        if primary:
+            write_end(d, histories[i], results)
+        out.append(results)
+    barrier("fit_seeds: results written")
+    return out
