@@ -38,11 +38,13 @@ from cnn_jax.training.loop import (
     DeviceData,
     barrier,
     build,
+    discard_run,
     eval_batch_size,
     finished_run,
     load_data,
     make_mesh,
     run_results,
+    saved_config,
     write_end,
     write_start,
 )
@@ -143,6 +145,8 @@ def _train(configs: list[TrainConfig], workdirs: list[str], data: DeviceData, me
     primary = jax.process_index() == 0
     if primary:
         for c, d in zip(configs, workdirs):
+            if saved_config(d) is not None:
+                discard_run(d)  # an unfinished run of the same config: it starts over
             write_start(d, c, data)
     barrier("fit_seeds: workdirs ready")
 

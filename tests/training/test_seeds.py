@@ -102,10 +102,15 @@ def test_finished_members_are_skipped_and_the_others_trained(tiny_data, tmp_path
     cfg = CFG.replace(num_seeds=2, epochs=1)
     dirs = [str(tmp_path / "a"), str(tmp_path / "b")]
     first = fit(member_configs(cfg)[0], dirs[0], data=tiny_data)
+    # member b: an unfinished run of its config (as an interrupted run leaves it)
+    fit(member_configs(cfg)[1].replace(checkpoint_every=1), dirs[1], data=tiny_data)
+    os.remove(os.path.join(dirs[1], "results.json"))
+    (tmp_path / "b" / "config.json").write_text(json.dumps(member_configs(cfg)[1].to_dict()))
     mtime = os.path.getmtime(os.path.join(dirs[0], "metrics.jsonl"))
     both = fit_seeds(cfg, dirs, data=tiny_data)
     assert both[0] == first and os.path.getmtime(os.path.join(dirs[0], "metrics.jsonl")) == mtime
     assert both[1]["epochs_run"] == 1 and os.path.exists(os.path.join(dirs[1], "results.json"))
+    assert not os.path.exists(os.path.join(dirs[1], "checkpoints"))  # the old run's are gone
     assert fit_seeds(cfg, dirs, data=tiny_data) == both
     with pytest.raises(ValueError, match=r"another configuration \(saved -> new: "
                                          r"learning_rate: 0.003 -> 0.01"):
