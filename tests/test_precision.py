@@ -94,7 +94,7 @@ def test_precision_appears_in_the_lowered_hlo(name):
         return jax.jit(model.apply).lower(params, x).as_text()
 
     base = TrainConfig(model=name, model_kwargs=kwargs)
-    with jax.default_matmul_precision(None):  # no global default (e.g. $JAX_DEFAULT_MATMUL_PRECISION)
+    with jax.default_matmul_precision(None):  # ignore $JAX_DEFAULT_MATMUL_PRECISION
         default = hlo(base)
     highest = hlo(base.replace(precision="highest"))
     assert "precision = [HIGHEST, HIGHEST]" in highest
