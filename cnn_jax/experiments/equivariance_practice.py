@@ -258,7 +258,7 @@ def _record(config, acc_rows, params, summary, eq_files, n_eval) -> dict[str, An
         figures.append({"title": title, "png": f})
     return {
         "name": NAME,
-        "title": "Equivariance in practice: accuracy under transforms of upright-trained models",
+        "title": "8. Equivariance in practice: accuracy under transforms of upright-trained models",
         "claim": ("A network is robust only to the transformations its layers are equivariant "
                   "to: convolutions to shifts, P4 convolutions to quarter turns, scale "
                   "convolutions (approximately) to zooms; an MLP to none."),
