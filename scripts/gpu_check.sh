@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The device check (`make gpu-check`): on a Linux machine with an NVIDIA GPU and access to
-# PyPI, in about 8 minutes:
+# The device check (`make gpu-check`): on a Linux machine with an NVIDIA GPU, in about 8 minutes:
 #   1. a fresh venv with this package and the CUDA build of jaxlib (jax[cuda12] or
-#      jax[cuda13], chosen from the driver's CUDA version; the wheels bring CUDA itself);
+#      jax[cuda13], chosen from the driver's CUDA version; the wheels bring CUDA itself;
+#      needs PyPI), or, with GPU_CHECK_PYTHON, an interpreter that already has CUDA JAX
+#      (an image with it preinstalled; nothing is installed, the package runs from here);
 #   2. JAX must see the GPU (no silent fallback to the CPU);
-#   3. the numerics and equivariance tests on the GPU (the equivariance tests pin "highest"
-#      precision; tests/equivariance/conftest.py);
+#   3. the numerics and equivariance tests on the GPU at "highest" matmul precision (their
+#      bounds assume float32 products; a GPU's "default" is TF32);
 #   4. a 2-epoch benchmark of the MLP and the CNN (scripts/benchmark.py, ours only);
 # then a short summary. Exit 0 only when every step passed; 3 when no GPU is visible
 # (nothing is installed then).
@@ -18,6 +19,9 @@
 #   JAX_VERSION       jax/jaxlib version to install                [0.10.2, the tested one]
 #   CUDA_EXTRA        cuda12 or cuda13                             [from nvidia-smi]
 #   PYTHON            interpreter for the venv (>= 3.11)           [python3]
+#   GPU_CHECK_PYTHON  use this interpreter's JAX (with CUDA) as is: no venv, no install,
+#                     PYTHONPATH=this checkout; it needs flax, optax, orbax, absl, chex,
+#                     hypothesis, pytest-xdist, scipy, matplotlib  [unset: fresh venv]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -73,14 +77,24 @@ if [[ -f "$FMNIST_DIR/train-images-idx3-ubyte.gz" ]]; then
 fi
 PY="$VENV/bin/python"
 PIP_INSTALL=("$PY" -m pip install -q -e ".[dev]" "jax[$CUDA_EXTRA]==$JAX_VERSION")
-PYTEST=("$PY" -m pytest -q -p no:cacheprovider -m "not slow" -n 4 "${TESTS[@]}")
+JAX_BUILD="jax[$CUDA_EXTRA]==$JAX_VERSION"
+if [[ -n "${GPU_CHECK_PYTHON:-}" ]]; then
+  command -v "$GPU_CHECK_PYTHON" >/dev/null 2>&1 \
+    || die 2 "GPU_CHECK_PYTHON=$GPU_CHECK_PYTHON: no such interpreter"
+  PY=$GPU_CHECK_PYTHON
+  VENV="(none: $PY as is)"
+  PIP_INSTALL=(true)
+  JAX_BUILD="the JAX of $PY"
+  export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+fi
+PYTEST=("$PY" -m pytest -q -p no:cacheprovider -m "not slow" -n 8 "${TESTS[@]}")
 BENCH=("$PY" scripts/benchmark.py --frameworks=ours "--models=mlp,cnn" --depths=1 --epochs=2
        --dataset="$DATASET" --out="$OUT/benchmark")
 
 if [[ "$DRY_RUN" == 1 ]]; then
   echo "gpu(s): $GPUS"
-  echo "driver CUDA version: ${DRIVER_CUDA:-unknown}; extra: jax[$CUDA_EXTRA]==$JAX_VERSION"
-  echo "venv: $VENV (fresh); install: ${PIP_INSTALL[*]}"
+  echo "driver CUDA version: ${DRIVER_CUDA:-unknown}; jax: $JAX_BUILD"
+  echo "venv: $VENV; install: ${PIP_INSTALL[*]}"
   echo "tests: ${PYTEST[*]}"
   echo "benchmark (dataset $DATASET): ${BENCH[*]}"
   echo "budget: ${BUDGET} s; output: $OUT"
@@ -124,7 +138,7 @@ step() {
 report() {
   echo
   echo "== gpu_check summary ($((SECONDS - START)) s of ${BUDGET} s) =="
-  echo "gpu(s): $GPUS (driver CUDA ${DRIVER_CUDA:-unknown}); jax[$CUDA_EXTRA]==$JAX_VERSION"
+  echo "gpu(s): $GPUS (driver CUDA ${DRIVER_CUDA:-unknown}); $JAX_BUILD"
   printf '%s\n' "${SUMMARY[@]}"
   if [[ -f "$OUT/tests.log" ]]; then
     echo "tests: $(grep -E '(passed|failed|error)' "$OUT/tests.log" | tail -n 1)"
@@ -138,13 +152,17 @@ report() {
 trap report EXIT
 
 export XLA_PYTHON_CLIENT_PREALLOCATE=false  # several test workers share the GPU
-rm -rf "$VENV"
-step venv 300 "$PYTHON" -m venv "$VENV" || exit 1
-step install 200 "${PIP_INSTALL[@]}" || exit 1
+if [[ -z "${GPU_CHECK_PYTHON:-}" ]]; then
+  rm -rf "$VENV"
+  step venv 300 "$PYTHON" -m venv "$VENV" || exit 1
+  step install 200 "${PIP_INSTALL[@]}" || exit 1
+fi
 step backend 190 env JAX_PLATFORMS=cuda "$PY" -c \
-  'import jax; assert jax.default_backend() == "gpu", jax.devices(); print(jax.devices())' \
+  'import jax; assert jax.default_backend() == "gpu", jax.devices(); print("jax", jax.__version__, jax.devices())' \
   || exit 1
 SUMMARY+=("           $(tail -n 1 "$OUT/backend.log")")
-step tests 90 env JAX_PLATFORMS=cuda "${PYTEST[@]}" || true
+# The tests' bounds are float32 bounds (tests/numerics.py): they run at "highest" precision,
+# except where a test sets its own (tests/test_precision.py checks what "default" does).
+step tests 90 env JAX_PLATFORMS=cuda JAX_DEFAULT_MATMUL_PRECISION=highest "${PYTEST[@]}" || true
 step benchmark 0 env JAX_PLATFORMS=cuda "${BENCH[@]}" || true
 exit "$FAILED"

@@ -81,11 +81,22 @@ def test_dry_run_picks_the_cuda_build_of_the_driver(tmp_path, cuda, extra):
     assert not (tmp_path / "venv").exists()  # a dry run installs nothing
 
 
+def test_dry_run_with_an_interpreter_that_has_cuda_jax_installs_nothing(tmp_path):
+    proc = gpu_check(tmp_path, "--dry-run", path=fake_driver(tmp_path / "bin", "13.0"),
+                     GPU_CHECK_PYTHON=sys.executable)
+    assert proc.returncode == 0, proc.stderr
+    assert f"jax: the JAX of {sys.executable}" in proc.stdout
+    assert "install: true" in proc.stdout and "tests/equivariance" in proc.stdout
+    assert not (tmp_path / "venv").exists()
+
+
 def test_bad_arguments_and_settings_are_usage_errors(tmp_path):
     path = fake_driver(tmp_path / "bin", "12.8")
     for args, env, needle in [(["--fast"], {}, "unexpected argument '--fast'"),
                               (["--dry-run"], {"CUDA_EXTRA": "cuda11"}, "CUDA_EXTRA=cuda11"),
-                              (["--dry-run"], {"GPU_CHECK_BUDGET": "8m"}, "GPU_CHECK_BUDGET=8m")]:
+                              (["--dry-run"], {"GPU_CHECK_BUDGET": "8m"}, "GPU_CHECK_BUDGET=8m"),
+                              (["--dry-run"], {"GPU_CHECK_PYTHON": "no-such-python"},
+                               "GPU_CHECK_PYTHON=no-such-python: no such interpreter")]:
         proc = gpu_check(tmp_path, *args, path=path, **env)
         assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
 

@@ -76,8 +76,10 @@ def test_precision_reaches_every_contraction_forward_and_backward(name, precisio
 
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_no_precision_leaves_every_contraction_to_jax(name):
-    """The negative control: without ``precision`` no contraction is pinned."""
-    found = contraction_precisions(forward_and_backward(name, None))
+    """The negative control: without ``precision`` (and no global default, which JAX would
+    record on every contraction) no contraction is pinned."""
+    with jax.default_matmul_precision(None):
+        found = contraction_precisions(forward_and_backward(name, None))
     assert found and all(p is None for p in found), found
 
 
@@ -92,10 +94,12 @@ def test_precision_appears_in_the_lowered_hlo(name):
         return jax.jit(model.apply).lower(params, x).as_text()
 
     base = TrainConfig(model=name, model_kwargs=kwargs)
+    with jax.default_matmul_precision(None):  # ignore $JAX_DEFAULT_MATMUL_PRECISION
+        default = hlo(base)
     highest = hlo(base.replace(precision="highest"))
     assert "precision = [HIGHEST, HIGHEST]" in highest
     assert "precision = [DEFAULT, DEFAULT]" not in highest
-    assert "HIGHEST" not in hlo(base) and "HIGH," not in hlo(base)
+    assert "HIGHEST" not in default and "HIGH," not in default
 
 
 def test_model_arguments_adds_precision_unless_default():
@@ -132,3 +136,23 @@ def test_train_script_refuses_an_unknown_precision(tmp_path):
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
     assert lines[0].startswith("train.py: error: --precision=bf16") and "highest" in lines[0]
     assert not (tmp_path / "config.json").exists()
+
+
+@pytest.mark.skipif(jax.default_backend() != "gpu",
+                    reason="needs a GPU (make gpu-check): on CPU every precision computes float32")
+def test_on_a_gpu_default_precision_is_tf32_and_highest_is_float32():
+    """A float32 product against float64: "highest" within float32 rounding, "default" at TF32's
+    (10 mantissa bits, relative error ~1e-3), which is why the equivariance tests pin "highest"."""
+    import numpy as np
+
+    x, y = jax.random.normal(jax.random.key(0), (2, 256, 256), jnp.float32)
+    exact = np.asarray(x, np.float64) @ np.asarray(y, np.float64)
+
+    def error(precision):
+        with jax.default_matmul_precision(precision):
+            got = np.asarray(jax.jit(jnp.matmul)(x, y), np.float64)
+        return np.abs(got - exact).max() / np.abs(exact).max()
+
+    highest, default = error("highest"), error("default")
+    assert highest < 256 * 2.0**-24, (highest, default)  # float32: n products, each rounded once
+    assert default > 2.0**-14, (highest, default)  # TF32 rounds the inputs to 2**-11 relative

@@ -2,7 +2,7 @@
 
 An MLP, a CNN, a P4 CNN and a scale-equivariant CNN are trained on upright images and then
 scored on test images shifted by 0..k pixels, rotated by 0..360 degrees and zoomed by
-0.5..2 (``transformed.accuracy_sweep``); the equivariance error of every stage of each
+0.5..2 (``robustness.accuracy_sweep``); the equivariance error of every stage of each
 trained model is measured by the equivariance report (``equivariance_report.run_report``
 on the trained parameters, as ``scripts/equivariance.py --checkpoint`` does).
 
@@ -26,7 +26,7 @@ import numpy as np
 from cnn_jax import data as datasets
 from cnn_jax import equivariance_report, io
 from cnn_jax.config import TrainConfig
-from cnn_jax.experiments import subruns, transformed
+from cnn_jax.experiments import robustness, subruns
 from cnn_jax.io import atomic_write_text
 from cnn_jax.training import DeviceData
 from cnn_jax.training.restore import restore_params
@@ -93,8 +93,8 @@ class PracticeConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if not self.models:
             raise ValueError("models must name at least one model")
-        if set(self.sweeps) - set(transformed.KINDS) or not self.sweeps:
-            raise ValueError(f"sweeps keys must be a non-empty subset of {transformed.KINDS}, "
+        if set(self.sweeps) - set(robustness.KINDS) or not self.sweeps:
+            raise ValueError(f"sweeps keys must be a non-empty subset of {robustness.KINDS}, "
                              f"got {sorted(self.sweeps)!r}")
 
 
@@ -119,7 +119,7 @@ def _sweep_model(config, workdir, test, num_classes, log) -> list[dict[str, Any]
     rows = []
     for kind, mags in config.sweeps.items():
         t0 = time.perf_counter()
-        accs = transformed.accuracy_sweep(accuracy, test.images, test.labels, kind, mags,
+        accs = robustness.accuracy_sweep(accuracy, test.images, test.labels, kind, mags,
                                          seed=config.seed)
         rows += [{"model": model, "kind": kind, "magnitude": float(m), "accuracy": a}
                  for m, a in zip(mags, accs, strict=True)]
@@ -258,7 +258,7 @@ def _record(config, acc_rows, params, summary, eq_files, n_eval) -> dict[str, An
         figures.append({"title": title, "png": f})
     return {
         "name": NAME,
-        "title": "Equivariance in practice: accuracy under transforms of upright-trained models",
+        "title": "8. Equivariance in practice: accuracy under transforms of upright-trained models",
         "claim": ("A network is robust only to the transformations its layers are equivariant "
                   "to: convolutions to shifts, P4 convolutions to quarter turns, scale "
                   "convolutions (approximately) to zooms; an MLP to none."),

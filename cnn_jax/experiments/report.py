@@ -44,6 +44,12 @@ CLAIMS = {
                    "few layers and then hurts (train and validation).",
     "quickstart": "A small CNN reaches high Fashion-MNIST accuracy in a few epochs.",
 }
+# Section titles for workdirs that carry no experiment.json.
+TITLES = {
+    "depth_sweep": "1. The lecture's depth sweep: 0..24 hidden Dense(512, elu) layers, 3 seeds",
+    "equivariance": "Equivariance of every layer and model: f(g(x)) against g(f(x))",
+    "quickstart": "Quickstart: the small CNN on Fashion-MNIST",
+}
 MAX_ROWS = 40  # longer tables are cut in REPORT.md (the CSV beside it is complete)
 
 
@@ -56,11 +62,23 @@ class Experiment:
       flagfile: path relative to the repository root.
       workdir: the ``--workdir`` it names (relative to the root), or None.
       script: ``scripts/<base>.py`` where it exists, else ``scripts/train.py``.
+      sweeps: the flagfile's ``--sweep`` specs (a training sweep's grid).
     """
 
-    def __init__(self, name: str, flagfile: str, workdir: str | None, script: str):
+    def __init__(self, name: str, flagfile: str, workdir: str | None, script: str,
+                 sweeps: Sequence[str] = ()):
         self.name, self.flagfile, self.workdir, self.script = name, flagfile, workdir, script
         self.base = name.removesuffix("_quick")
+        self.sweeps = tuple(sweeps)
+
+    @property
+    def grid_size(self) -> int | None:
+        """Members of the flagfile's sweep grid (None without ``--sweep``)."""
+        if not self.sweeps:
+            return None
+        from cnn_jax.training.sweep import parse_sweep
+
+        return math.prod(len(parse_sweep(spec)[1]) for spec in self.sweeps)
 
     @property
     def command(self) -> str:
@@ -87,17 +105,19 @@ def discover(root: str = ".", *, quick: bool = False) -> list[Experiment]:
         name = os.path.basename(path)[: -len(".flags")]
         if name.endswith("_quick") != quick:
             continue
-        workdir = None
+        workdir, sweeps = None, []
         with open(path) as f:
             for line in f:
                 line = line.strip()
                 if line.startswith("--workdir="):
                     workdir = line.partition("=")[2].strip()
+                elif line.startswith("--sweep="):
+                    sweeps.append(line.partition("=")[2].strip())
         base = name.removesuffix("_quick")
         script = (f"scripts/{base}.py" if os.path.exists(os.path.join(root, "scripts",
                                                                       f"{base}.py"))
                   else "scripts/train.py")
-        found.append(Experiment(name, f"experiments/{name}.flags", workdir, script))
+        found.append(Experiment(name, f"experiments/{name}.flags", workdir, script, sweeps))
     return sorted(found, key=lambda e: _sort_key(e.name))
 
 
@@ -254,9 +274,12 @@ def _section_sweep(folder: str, rel: str, exp: Experiment) -> tuple[list[str], s
         lines += markdown_table(summary, [c for c in shown if c in summary[0]]) + [""]
         best_rows, key = summary, "valid_accuracy"
     finding = _sweep_finding(best_rows, axes, key)
+    grid = exp.grid_size
+    of_grid = f" of the flagfile's {grid}" if grid else ""
     lines = [f"**Claim.** {CLAIMS.get(exp.base, 'A training sweep.')}", "",
              f"**Reproduce.** `{exp.command}`", "", f"**Finding.** {finding}", "",
-             f"Members: {len(summary)} ({finished} finished).", "", *lines]
+             f"Members: {finished} finished{of_grid} ({len(summary)} in this summary).", "",
+             *lines]
     if os.path.isfile(os.path.join(folder, "figures", "sweep.png")):
         lines += [f"![{exp.base}: loss and accuracy against the swept value]"
                   f"({rel}/figures/sweep.png)", ""]
@@ -310,6 +333,27 @@ def _section_files(folder: str, rel: str, exp: Experiment) -> tuple[list[str], s
     return lines, ""
 
 
+def _experiment_state(record: dict[str, Any], exp: Experiment) -> str:
+    """"ran"; "ran with FLAGS" when the recorded command added flags to the flagfile's; "ran
+    as COMMAND" when it is another command."""
+    command = record.get("command") or exp.command
+    if not command.startswith(exp.command):
+        return f"ran as `{command}`"
+    extra = command.removeprefix(exp.command).strip()
+    return f"ran with `{extra}`" if extra else "ran"
+
+
+def _sweep_state(folder: str, exp: Experiment) -> str:
+    """"sweep: F of G members" (finished of the flagfile's grid)."""
+    try:
+        summary = _read_csv(os.path.join(folder, "summary.csv"))
+    except (OSError, ValueError):
+        return "sweep"
+    finished = sum(r.get("status") in ("completed", "stopped_early") for r in summary)
+    grid = exp.grid_size
+    return f"sweep: {finished} of {grid} members" if grid else f"sweep: {finished} members"
+
+
 _SECTIONS = {"experiment": _section_experiment, "sweep": _section_sweep, "run": _section_run,
              "files": _section_files}
 
@@ -320,12 +364,14 @@ def render(out: str, experiments: Sequence[Experiment]) -> str:
     for exp in experiments:
         folder = os.path.join(out, exp.name)
         kind = layout(folder)
-        title, state = exp.name, {"sweep": "sweep", "run": "training run", "files": "ran"}.get(
-            kind)
+        title = TITLES.get(exp.base, exp.name)
+        state = {"sweep": "sweep", "run": "training run", "files": "ran"}.get(kind)
+        if kind == "sweep":
+            state = _sweep_state(folder, exp)
         if kind == "experiment":
             record = io.read_json(os.path.join(folder, "experiment.json"))
             title = record.get("title", title)
-            state = "quick variant" if record.get("quick") else "ran"
+            state = "quick variant" if record.get("quick") else _experiment_state(record, exp)
         anchor = exp.name.replace("_", "-")
         body += [f'<a id="{anchor}"></a>', f"## {title}", ""]
         if kind is None:

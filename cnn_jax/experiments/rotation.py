@@ -307,7 +307,7 @@ def write_outputs(config: RotationConfig, rows, counts: Mapping[str, int], total
                     "published_mnist_p4cnn_error": PUBLISHED["p4cnn"]})
     record = {
         "name": NAME,
-        "title": "Rotation generalisation: P4 CNN vs CNN on rotated images",
+        "title": "7. Rotation generalisation: P4 CNN vs CNN on rotated images",
         "claim": ("A network whose layers are equivariant to rotations generalises better to "
                   "rotated images than a plain CNN with the same number of parameters."),
         "command": config.command,

@@ -75,10 +75,12 @@ class Restored:
 def restore(workdir: str) -> Restored:
     """Restores the finished run in ``workdir``.
 
-    >>> run = restore("runs/quickstart")                          # doctest: +SKIP
-    >>> valid = run.validation_data()                             # doctest: +SKIP
-    >>> run.evaluate(valid.images, valid.labels)["accuracy"]      # doctest: +SKIP
-    >>> logits, features = run(valid.images[:8])                  # doctest: +SKIP
+    Usage, on a finished run (tests/test_train_script.py does the same on a tiny one)::
+
+        run = restore("runs/quickstart")
+        valid = run.validation_data()
+        run.evaluate(valid.images, valid.labels)["accuracy"]
+        logits, features = run(valid.images[:8])
 
     Args:
       workdir: a workdir ``training.fit`` finished (it holds ``config.json``,

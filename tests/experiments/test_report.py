@@ -9,18 +9,20 @@ import pytest
 from cnn_jax.experiments import report, results
 
 
-def flagfile(root, name, workdir):
+def flagfile(root, name, workdir, *extra):
     os.makedirs(root / "experiments", exist_ok=True)
-    (root / "experiments" / f"{name}.flags").write_text(f"# {name}\n--workdir={workdir}\n")
+    (root / "experiments" / f"{name}.flags").write_text(
+        "\n".join([f"# {name}", f"--workdir={workdir}", *extra, ""]))
 
 
 @pytest.fixture
 def repo(tmp_path):
     """A repository root with four flagfiles: an experiment, a seed sweep, a run, one not run."""
     root = tmp_path / "repo"
-    for name in ("dense_vs_conv", "depth_sweep", "quickstart", "activation_maps",
-                 "dense_vs_conv_quick"):
+    for name in ("dense_vs_conv", "quickstart", "activation_maps", "dense_vs_conv_quick"):
         flagfile(root, name, f"runs/{name}")
+    flagfile(root, "depth_sweep", "runs/depth_sweep", "--sweep=seed=0:2",
+             "--sweep=num_layers=0|1|2")  # a grid of 6, of which 4 ran
     exp = root / "runs" / "dense_vs_conv"
     results.write_csv(str(exp), "models.csv", [{"model": "mlp", "params": 407050, "acc": 0.85},
                                                {"model": "cnn", "params": 225034, "acc": 0.9}])
@@ -68,17 +70,30 @@ def test_collects_each_layout_and_lists_the_missing_as_not_run(repo, tmp_path):
     assert sorted(os.listdir(out / "depth_sweep")) == ["aggregate.csv", "summary.csv"]
     text = (out / "REPORT.md").read_text()
     # Report order follows the issue (depth sweep first), the rest alphabetically.
-    assert text.index("## depth_sweep") < text.index("## Dense vs conv") < text.index(
-        "## activation_maps") < text.index("## quickstart")
+    assert text.index("## 1. The lecture's depth sweep") < text.index(
+        "## Dense vs conv") < text.index("## activation_maps") < text.index("## Quickstart")
+    assert "| sweep: 4 of 6 members |" in text
+    assert "Members: 4 finished of the flagfile's 6 (4 in this summary)." in text
     assert "`python scripts/train.py --flagfile=experiments/depth_sweep.flags`" in text
     assert "| 1 | 0.2000 ± 0.0000 | 0.9000 ± 0.0141 | 2 |" in text  # mean ± sd, n
     assert "highest at num_layers=1 (0.9000)" in text
     assert "**Finding.** The CNN wins with fewer parameters." in text
     assert "| cnn | 225034 | 0.9 |" in text
     assert "![Weights](dense_vs_conv/figures/weights.png)" in text
-    section = text[text.index("## activation_maps"):text.index("## quickstart")]
+    section = text[text.index("## activation_maps"):text.index("## Quickstart")]
     assert "**Not run.**" in section and "Finding" not in section
     assert "dense_vs_conv_quick" not in text  # quick variants only when asked
+
+
+def test_an_experiment_run_with_changed_flags_says_so(repo, tmp_path):
+    meta = repo / "runs" / "dense_vs_conv" / "experiment.json"
+    record = json.loads(meta.read_text())
+    record["command"] = ("python scripts/train.py "  # the repo has no scripts/dense_vs_conv.py
+                         "--flagfile=experiments/dense_vs_conv.flags --epochs=1")
+    meta.write_text(json.dumps(record))
+    report.build(str(tmp_path / "report"), str(repo))
+    text = (tmp_path / "report" / "REPORT.md").read_text()
+    assert "| ran with `--epochs=1` |" in text
 
 
 def test_rebuilds_from_the_committed_copy_without_workdirs(repo, tmp_path):
