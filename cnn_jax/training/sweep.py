@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from cnn_jax import io, models, plotting
-from cnn_jax.config import TrainConfig
-from cnn_jax.training.loop import fit, load_data, make_mesh
+from cnn_jax.config import TrainConfig, config_diff
+from cnn_jax.training.loop import FINISHED, fit, load_data, make_mesh, saved_config
 from cnn_jax.training.seeds import fit_seeds, member_configs
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,8 @@ def run_sweep(config: TrainConfig, axes: Sequence[Axis], workdir: str, *,
     loaded: dict[tuple, Any] = {}
     rows = []
     names = [name for name, _ in axes] + (["seed"] if config.num_seeds > 1 else [])
-    for assignment in members(axes):
+    grid = members(axes)
+    for i, assignment in enumerate(grid):
         member = config.replace(**assignment)
         key = tuple(getattr(member, f) for f in DATA_FIELDS) + (
             (member.seed,) if member.validation == "holdout" else ())
@@ -186,7 +187,30 @@ def run_sweep(config: TrainConfig, axes: Sequence[Axis], workdir: str, *,
             results = fit(member, member_dir(workdir, assignment), data=loaded[key],
                           mesh=mesh, should_stop=should_stop)
             rows.append({**assignment, **results})
-        write_summary(rows, names, workdir)
+        # the summary also holds the members further on that an earlier run finished
+        write_summary(rows + _finished_members(config, grid[i + 1:], workdir), names, workdir)
+    return rows
+
+
+def _finished_members(config: TrainConfig, grid: Sequence[dict[str, Any]], workdir: str
+                      ) -> list[dict[str, Any]]:
+    """Rows ``{name: value, ..., **results}`` of the members of ``grid`` (and, with
+    ``num_seeds`` > 1, their seeds) whose folders hold a finished run of their own config."""
+    rows = []
+    for assignment in grid:
+        member = config.replace(**assignment)
+        for one in (member_configs(member) if config.num_seeds > 1 else [member]):
+            point = {**assignment, "seed": one.seed} if config.num_seeds > 1 else assignment
+            folder = member_dir(workdir, point)
+            try:
+                saved = saved_config(folder)
+                if saved is None or config_diff(saved, one.to_dict()):
+                    continue
+                results = io.read_json(os.path.join(folder, "results.json"))
+            except (OSError, ValueError):  # unfinished or unreadable: its turn will tell
+                continue
+            if results.get("status") in FINISHED:
+                rows.append({**point, **results})
     return rows
 
 

@@ -95,3 +95,31 @@ def test_grid_run_writes_rows_aggregate_and_figure(tmp_path, tiny_data, monkeypa
     assert (tmp_path / "figures" / "sweep.png").stat().st_size > 10_000
     assert (tmp_path / "num_layers_1-seed_0" / "results.json").exists()
     assert "Mean and sample sd over seeds" in (tmp_path / "summary.md").read_text()
+
+
+def test_summary_holds_members_further_on_that_an_earlier_run_finished(tmp_path, tiny_data,
+                                                                        monkeypatch):
+    """A sub-grid run first, then the whole grid interrupted after its first member: the
+    summary has that member and the later one finished before (not one of another config)."""
+    config = TrainConfig(model="mlp", model_kwargs={"units": 4}, dataset="unused", epochs=1,
+                         batch_size=100, num_devices=1, checkpoint_every=0)
+    monkeypatch.setattr(sweep, "load_data", lambda *a, **k: tiny_data)
+    later = sweep.run_sweep(config, [("seed", [0]), ("num_layers", [2])], str(tmp_path))
+    # a finished member of another config in the grid's folder is not summarised
+    sweep.run_sweep(config.replace(epochs=2), [("seed", [1]), ("num_layers", [2])],
+                    str(tmp_path))
+    real_fit, calls = sweep.fit, []
+
+    def fit_once(*args, **kwargs):  # the second member is interrupted (Ctrl-C)
+        calls.append(1)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(sweep, "fit", fit_once)
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_sweep(config, [("seed", [0, 1]), ("num_layers", [0, 1, 2])], str(tmp_path))
+    summary = list(csv.DictReader(open(tmp_path / "summary.csv")))
+    assert [(r["seed"], r["num_layers"]) for r in summary] == [("0", "0"), ("0", "2")]
+    row = next(r for r in summary if (r["seed"], r["num_layers"]) == ("0", "2"))
+    assert float(row["valid_loss"]) == pytest.approx(later[0]["valid_loss"], rel=1e-6)  # 7 digits
