@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 FMNIST_DIR := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: train test test-all test-isa lint data venv bench gpu-check
+.PHONY: train test test-all test-isa lint data venv bench gpu-check mutants
 
 # A virtual env with the package (editable) and its dev tools; redone when pyproject changes.
 $(VENV)/.installed: pyproject.toml
@@ -44,6 +44,18 @@ test-isa: venv
 
 lint: venv
 	$(VENV)/bin/ruff check cnn_jax scripts tests
+
+# Mutation testing of the core (mutmut; not part of `test`): each mutant of the seven files in
+# pyproject's [tool.mutmut] against its own file's tests (tests/mutmut_plugin.py), then the
+# score per file. A fresh run each time, in mutants/; tests/MUTANTS.md has the last scores.
+# `$(VENV)/bin/mutmut browse` (or `show NAME`) shows the survivors. JAX's persistent cache
+# lets a mutant that leaves a program unchanged skip compiling it again.
+MUTMUT_JOBS ?= 2
+mutants: venv
+	rm -rf mutants
+	JAX_COMPILATION_CACHE_DIR=$(CURDIR)/mutants/jax-cache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 \
+	  $(VENV)/bin/mutmut run --max-children $(MUTMUT_JOBS)
+	$(PY) -m tests.mutmut_plugin
 
 # Speed vs Keras 3 (JAX backend) and PyTorch CPU: the `bench` extra, then the full benchmark.
 $(VENV)/.bench-installed: $(VENV)/.installed

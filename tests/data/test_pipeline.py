@@ -1,8 +1,11 @@
 """On-device batching: each example once per epoch, partial batch included."""
 
+import re
+
 import jax
 import numpy as np
 import pytest
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from cnn_jax.data import pipeline
 from tests.numerics import assert_close
@@ -51,10 +54,28 @@ def test_normalize_and_to_device():
 @pytest.mark.parametrize(
     "call, match",
     [(lambda: pipeline.num_steps(10, 0), "batch_size must be positive, got 0"),
-     (lambda: pipeline.num_steps(3, 8, drop_remainder=True), "leaves no batch"),
-     (lambda: pipeline.to_device(np.zeros((2, 3, 3), np.uint8), np.zeros(2)), "images must be"),
-     (lambda: pipeline.to_device(np.zeros((2, 3, 3, 1), np.uint8), np.zeros(3)), "labels must")],
+     (lambda: pipeline.num_steps(0, 4), "num_examples must be positive, got 0"),
+     (lambda: pipeline.num_steps(3, 8, drop_remainder=True),
+      "drop_remainder=True with batch_size=8 > num_examples=3 leaves no batch"),
+     (lambda: pipeline.to_device(np.zeros((2, 3, 3), np.uint8), np.zeros(2)),
+      "images must be uint8 [N, H, W, C], got uint8 (2, 3, 3)"),
+     (lambda: pipeline.to_device(np.zeros((2, 3, 3, 1), np.uint8), np.zeros(3)),
+      "labels must be [N] with N=2, got (3,)")],
 )
 def test_bad_input(call, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ValueError, match=f"^{re.escape(match)}$"):
         call()
+
+
+@pytest.mark.parametrize("n, b, drop, steps", [(1, 1, False, 1), (5, 1, True, 5), (7, 2, False, 4),
+                                               (7, 2, True, 3), (8, 2, True, 4)])
+def test_num_steps_by_hand(n, b, drop, steps):
+    assert pipeline.num_steps(n, b, drop_remainder=drop) == steps
+
+
+def test_to_device_places_both_arrays_with_the_given_sharding():
+    mesh = Mesh(np.array(jax.devices()[:2]), ("batch",))
+    sharding = NamedSharding(mesh, PartitionSpec("batch"))
+    x, y = pipeline.to_device(np.zeros((4, 2, 2, 1), np.uint8), np.arange(4), sharding)
+    assert x.sharding == sharding and y.sharding == sharding
+    assert len(x.addressable_shards) == len(y.addressable_shards) == 2

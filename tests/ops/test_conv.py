@@ -1,5 +1,7 @@
 """Convolution and cross-correlation against the lecture, scipy/numpy and their theorems."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -197,6 +199,55 @@ def test_bad_input_raises_value_error_naming_argument(call, match):
         call()
 
 
+# Every 1-D and 2-D function, fast and reference, by name.
+ALL_FUNCS = {f"{kind}{nd}d{ref}": (getattr(ops, f"{kind}{nd}d{ref}"), nd)
+             for kind in ("correlate", "convolve") for nd in (1, 2) for ref in ("", "_reference")}
+
+
+@pytest.mark.parametrize("name", sorted(ALL_FUNCS))
+def test_defaults_are_valid_padding_unit_stride_and_dilation(name):
+    f, nd = ALL_FUNCS[name]
+    if nd == 1:
+        # by hand: correlation x(i) - x(i + 2); convolution x(i + 2) - x(i) ('valid': 2 outputs,
+        # stride 2 would keep 1, dilation 2 would not fit the 4 samples)
+        x, k = jnp.array([1.0, 2.0, 4.0, 8.0]), jnp.array([1.0, 0.0, -1.0])
+        expected = [-3.0, -6.0] if name.startswith("correlate") else [3.0, 6.0]
+    else:
+        x, k = jnp.array(LECTURE_X), jnp.array(LECTURE_K)
+        expected = (LECTURE_OUT if name.startswith("correlate")
+                    else scipy.signal.convolve2d(LECTURE_X, LECTURE_K, mode="valid"))
+    # small integers: every product and sum is exact in float32
+    np.testing.assert_array_equal(f(x, k), expected)
+
+
+@pytest.mark.parametrize("name", sorted(ALL_FUNCS))
+def test_wrong_rank_or_empty_input_names_the_argument(name):
+    f, nd = ALL_FUNCS[name]
+    layout = "[W]" if nd == 1 else "[H, W]"
+    ones = lambda *shape: jnp.ones(shape)
+    with pytest.raises(ValueError, match=re.escape(f"x must be {nd}-D {layout}, got shape "
+                                                   "(2, 2, 2)")):
+        f(ones(2, 2, 2), ones(*(1,) * nd))
+    with pytest.raises(ValueError, match=re.escape(f"kernel must be {nd}-D {layout}, got "
+                                                   "shape (1, 1, 1)")):
+        f(ones(*(3,) * nd), ones(1, 1, 1))
+    for x_shape, k_shape in (((0,) * nd, (1,) * nd), ((3,) * nd, (0,) * nd)):
+        with pytest.raises(ValueError, match=re.escape(
+                f"x and kernel must be non-empty, got {x_shape}, {k_shape}")):
+            f(ones(*x_shape), ones(*k_shape), padding="full")
+
+
+@pytest.mark.parametrize("arg, value, match", [
+    ("stride", True, "stride must be a positive int or a sequence of 2 positive ints, got True"),
+    ("stride", (1, 1, 1), r"stride must be .* got \(1, 1, 1\)"),
+    ("dilation", (2, 1.0), r"dilation must be .* got \(2, 1\.0\)"),
+    ("dilation", "2", r"dilation must be .* got '2'"),
+])
+def test_stride_and_dilation_must_be_positive_ints(arg, value, match):
+    with pytest.raises(ValueError, match=match):
+        ops.correlate2d(jnp.ones((5, 5)), jnp.ones((2, 2)), **{arg: value})
+
+
 # ------------------------------------------------------------------ conv2d: many filters
 
 
@@ -204,7 +255,8 @@ def test_bad_input_raises_value_error_naming_argument(call, match):
 @pytest.mark.parametrize(
     "padding, stride, dilation, kshape",
     [("valid", 1, 1, (3, 3)), ("same", 2, 1, (3, 3)), ("full", 1, 2, (2, 3)),
-     ("circular", (2, 1), 1, (5, 3)), ("same", 1, (2, 1), (1, 1)), ("valid", 3, 1, (4, 2))],
+     ("circular", (2, 1), 1, (5, 3)), ("same", 1, (2, 1), (1, 1)), ("valid", 3, 1, (4, 2)),
+     ("valid", 1, 1, (1, 2))],
 )
 def test_conv2d_is_a_sum_of_single_channel_correlations(impl, padding, stride, dilation, kshape,
                                                         variant):

@@ -1,5 +1,7 @@
 """Pooling: reshape fast path against lax.reduce_window and hand-computed cases."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -55,4 +57,68 @@ def test_overlapping_and_same_pooling_use_reduce_window():
 )
 def test_pool_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_a_window_as_large_as_the_input_fits_in_valid_padding():
+    x = jnp.arange(16.0).reshape(1, 4, 4, 1)
+    np.testing.assert_array_equal(ops.max_pool2d(x, 4)[0, ..., 0], [[15]])
+    np.testing.assert_array_equal(ops.max_pool2d(x, (4, 2))[0, ..., 0], [[13, 15]])
+    np.testing.assert_array_equal(ops.avg_pool2d(x, (2, 4))[0, ..., 0], [[3.5], [11.5]])
+
+
+@pytest.mark.parametrize("window", [(3, 1), (1, 3)])
+def test_a_window_larger_than_the_input_along_one_axis_is_refused(window):
+    with pytest.raises(ValueError, match=re.escape(f"window {window} is larger than the input "
+                                                   "(2, 2) in padding='valid'")):
+        ops.max_pool2d(jnp.ones((1, 2, 2, 1)), window)
+
+
+def test_same_padding_ignores_the_padding_for_max_and_mean():
+    # all values negative: a zero padding value would win the max at the border.
+    x = -1.0 - jnp.arange(9.0).reshape(1, 3, 3, 1)
+    # window 2 stride 2 'same' on 3 pixels: windows {0, 1} and {2} (+ one padded) per axis
+    np.testing.assert_array_equal(ops.max_pool2d(x, 2, padding="same")[0, ..., 0],
+                                  [[-1, -3], [-7, -9]])
+    np.testing.assert_array_equal(ops.avg_pool2d(x, 2, padding="same")[0, ..., 0],
+                                  [[-3, -4.5], [-7.5, -9]])  # small multiples of 1/2: exact
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
+def test_pooling_keeps_the_input_dtype(dtype):
+    x = jnp.arange(25.0).reshape(1, 5, 5, 1).astype(dtype)
+    for pool in (ops.max_pool2d, ops.avg_pool2d):
+        assert pool(x, 3, 2, padding="same").dtype == dtype
+        assert pool(x, 2).dtype == dtype
+
+
+def test_auto_takes_the_reshape_path_for_tiled_windows_only():
+    """auto: reshape + reduce for non-overlapping windows (its gradient is a broadcast);
+    reduce_window otherwise, and always for impl='xla' (module docstring of the op)."""
+    x = jnp.ones((1, 6, 6, 1))
+    program = lambda **kw: str(jax.make_jaxpr(lambda a: ops.max_pool2d(a, **kw))(x))
+    assert "reduce_window" not in program(window=2)
+    assert "reduce_window" not in program(window=2, impl="reshape")
+    assert "reduce_window" in program(window=2, impl="xla")
+    assert "reduce_window" in program(window=3, stride=2)
+    assert "reduce_window" in program(window=2, padding="same")
+
+
+def test_global_avg_pool_averages_each_example_and_channel():
+    x = jnp.arange(24.0).reshape(2, 2, 2, 3)  # x[n, i, j, c] = 12 n + 6 i + 3 j + c
+    np.testing.assert_array_equal(ops.global_avg_pool(x), [[4.5, 5.5, 6.5], [16.5, 17.5, 18.5]])
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [(lambda: ops.max_pool2d(jnp.ones((4, 4)), 2), "x must be 4-D [N, H, W, C], got shape (4, 4)"),
+     (lambda: ops.global_avg_pool(jnp.ones((4, 4))),
+      "x must be 4-D [N, H, W, C], got shape (4, 4)"),
+     (lambda: ops.avg_pool2d(jnp.ones((1, 4, 4, 1)), 2, 0),
+      "stride must be a positive int or a sequence of 2 positive ints, got 0"),
+     (lambda: ops.avg_pool2d(jnp.ones((1, 4, 4, 1)), 2, impl="fft"),
+      "impl must be 'auto', 'xla' or 'reshape', got 'fft'")],
+)
+def test_pool_error_messages_name_the_argument_and_value(call, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
         call()

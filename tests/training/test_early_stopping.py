@@ -1,6 +1,8 @@
 """Early stopping on scripted metric sequences, outcomes derived by hand from Keras 3's
 documented algorithm (see the module docstring of cnn_jax.training.early_stopping)."""
 
+import re
+
 import pytest
 
 from cnn_jax.config import EarlyStoppingConfig
@@ -50,8 +52,19 @@ def test_mode_auto_maximises_accuracy_and_max_mode():
     assert run(acc, monitor="val_accuracy", patience=2, mode="min") == (3, 2, 0, None)
 
 
+def test_max_mode_maximises_even_a_loss_and_min_delta_counts_upwards():
+    # mode wins over the name: a rising loss is an improvement in mode="max"
+    assert run([1.0, 1.5, 1.2, 1.1], patience=1, mode="max") == (3, 2, 1, None)
+    # maximising with min_delta 0.125: +0.0625 is no improvement, +0.25 is (exact values)
+    acc = [0.5, 0.5625, 0.75, 0.8125, 0.875]
+    assert run(acc, monitor="val_accuracy", patience=1, min_delta=0.125) == (2, 1, 0, None)
+    assert run(acc, monitor="val_accuracy", patience=2, min_delta=0.125) == (5, 4, 2, None)
+
+
 def test_auto_mode_refuses_an_unknown_metric():
-    with pytest.raises(ValueError, match="early_stopping.mode"):
+    with pytest.raises(ValueError, match=re.escape(
+            "early_stopping.monitor='val_f1': cannot tell whether to minimise or maximise it; "
+            "set early_stopping.mode to 'min' or 'max'")):
         EarlyStopping(EarlyStoppingConfig(monitor="val_f1"))
 
 
@@ -71,6 +84,9 @@ def test_start_from_epoch_ignores_warm_up_epochs():
     # epochs 0, 1 ignored; epoch 2 is first best; 3, 4 worse -> stop at 4 with patience 2.
     vals = [0.1, 0.2, 0.9, 1.0, 1.1, 0.05]
     assert run(vals, patience=2, start_from_epoch=2, restore_best_weights=True) == (5, 4, 2, 2)
+    # warm-up epochs keep no weights, even the best value of all
+    es = EarlyStopping(EarlyStoppingConfig(start_from_epoch=2, restore_best_weights=True))
+    assert es.update(0, {"val_loss": 0.1}) is False and not es.has_best_weights
 
 
 def test_restores_best_weights_even_without_stopping_early():
@@ -84,9 +100,13 @@ def test_restore_keeps_first_weights_when_nothing_improves_after_baseline_miss()
 
 def test_missing_metric_warns_and_does_nothing():
     es = EarlyStopping(EarlyStoppingConfig(monitor="val_loss", patience=0))
-    with pytest.warns(UserWarning, match="val_loss"):
+    with pytest.warns(UserWarning, match=re.escape(
+            "early stopping monitors 'val_loss', which is not among the metrics ['loss']")):
         assert es.update(3, {"loss": 1.0}) is False
     assert not es.stop_training and es.wait == 0
+    # a non-improving epoch without restore_best_weights keeps nothing: False, not just falsy
+    assert es.update(0, {"val_loss": 1.0}) is False  # the best so far, but nothing to keep
+    assert es.update(1, {"val_loss": 2.0}) is False
 
 
 def test_state_dict_round_trip_continues_identically():

@@ -1,0 +1,163 @@
+"""Mutation testing of the core (``make mutants``, mutmut 3): which tests judge which file.
+
+mutmut copies the package and tests into ``mutants/``, rewrites every function of the
+mutated files into a trampoline that runs the original or one mutant (chosen by the
+``MUTANT_UNDER_TEST`` environment variable), runs the selected tests once to learn which
+tests call which function, then runs each mutant against those tests only (``-x``: the
+first failure kills it). This module is loaded into those pytest runs (``-p`` in
+``[tool.mutmut]``) and narrows them further:
+
+* collection: only the test files in ``FILE_TESTS`` are collected at all;
+* each mutant: only the tests of its own source file run (mutmut's list of the tests that
+  reached the mutated function, cut down to that file's test files).
+
+``python -m tests.mutmut_plugin`` (run in the repository root after ``mutmut run``) prints
+the score per file, with the mutants listed in ``EQUIVALENT`` left out of it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from hypothesis import settings
+
+# Each mutated source file (as a module) -> the test files that judge its mutants.
+FILE_TESTS = {
+    "cnn_jax.ops.conv": ("tests/ops/test_conv.py",),
+    "cnn_jax.ops.pooling": ("tests/ops/test_pooling.py",),
+    "cnn_jax.data.pipeline": ("tests/data/test_pipeline.py", "tests/training/test_epochs.py"),
+    "cnn_jax.training.steps": ("tests/training/test_loop.py", "tests/training/test_epochs.py",
+                               "tests/training/test_mutable_state.py"),
+    "cnn_jax.training.early_stopping": ("tests/training/test_early_stopping.py",
+                                        "tests/training/test_loop.py"),
+    "cnn_jax.training.loop": ("tests/training/test_loop.py", "tests/training/test_epochs.py",
+                              "tests/training/test_mutable_state.py",
+                              "tests/training/test_loop_parts.py"),
+    "cnn_jax.config": ("tests/test_config.py", "tests/training/test_loop.py"),
+}
+
+# Mutants that cannot change behaviour (or are not worth a test), by mutmut name -> reason.
+# Names number the mutants of one function in order, so they hold for the current source;
+# tests/MUTANTS.md explains each.
+_X64 = "only with jax_enable_x64 (off in this project) could a float64 mean/std promote"
+EQUIVALENT: dict[str, str] = {
+    "cnn_jax.ops.pooling.x__pool__mutmut_99": "lax.reduce_window upper-cases the padding name",
+    "cnn_jax.ops.pooling.x__pool__mutmut_104": "lax.reduce_window upper-cases the padding name",
+    "cnn_jax.ops.pooling.x__pool__mutmut_122": "the init lambdas ignore their dtype argument",
+    "cnn_jax.ops.pooling.x__pool__mutmut_152": "a stride along the size-1 batch axis of ones",
+    "cnn_jax.ops.pooling.x__pool__mutmut_153": "a stride along the size-1 channel axis of ones",
+    "cnn_jax.data.pipeline.x_epoch_batches__mutmut_21": "used == N: the else branch pads 0 rows",
+    "cnn_jax.data.pipeline.x_normalize__mutmut_3": "uint8 / 255.0 is float32 already",
+    "cnn_jax.data.pipeline.x_normalize__mutmut_9": _X64,
+    "cnn_jax.data.pipeline.x_normalize__mutmut_11": _X64,
+    "cnn_jax.data.pipeline.x_normalize__mutmut_16": _X64,
+    "cnn_jax.data.pipeline.x_normalize__mutmut_18": _X64,
+    "cnn_jax.training.early_stopping.xǁEarlyStoppingǁupdate__mutmut_18":
+        "the first kept epoch is always an improvement, which sets has_best_weights again",
+    "cnn_jax.training.early_stopping.xǁEarlyStoppingǁupdate__mutmut_19":
+        "the first kept epoch is always an improvement, which sets keep again",
+    "cnn_jax.training.early_stopping.xǁEarlyStoppingǁupdate__mutmut_32":
+        "has_best_weights is already True whenever keep is (restore_best_weights)",
+    "cnn_jax.training.early_stopping.xǁEarlyStoppingǁupdate__mutmut_43":
+        "epoch 0 (the first counted epoch) is always an improvement and returns before",
+}
+
+_TEST_FILES = {f for files in FILE_TESTS.values() for f in files}
+
+# Property tests draw 10 examples (the default profile: 30) in these runs: every surviving
+# mutant runs all of its tests, so their time decides the whole run's.
+settings.register_profile("mutants", deadline=None, max_examples=10, derandomize=True)
+os.environ.setdefault("HYPOTHESIS_PROFILE", "mutants")  # tests/conftest.py loads it
+
+
+def _module_of(mutant: str) -> str | None:
+    return next((m for m in FILE_TESTS if mutant.startswith(m + ".")), None)
+
+
+def pytest_ignore_collect(collection_path, config):
+    """Skips every module under tests/ but the test files in ``FILE_TESTS`` (and conftests):
+    ``--doctest-modules`` would otherwise collect (import) all of them."""
+    rel = Path(os.path.relpath(collection_path, config.rootpath)).as_posix()
+    if collection_path.suffix == ".py" and rel.startswith("tests/"):
+        if collection_path.name not in ("conftest.py", "__init__.py") and rel not in _TEST_FILES:
+            return True
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under a mutant, deselects the tests that are not its source file's and runs the
+    others fastest first (times of mutmut's stats run), so that ``-x`` stops early."""
+    module = _module_of(os.environ.get("MUTANT_UNDER_TEST", ""))
+    if module is None:  # mutmut's stats, clean and forced-fail runs: every collected test
+        return
+    keep = [item for item in items if item.nodeid.split("::")[0] in FILE_TESTS[module]]
+    drop = [item for item in items if item.nodeid.split("::")[0] not in FILE_TESTS[module]]
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+    path = config.rootpath / _DURATIONS
+    seconds = json.loads(path.read_text()) if path.exists() else {}
+    items[:] = sorted(keep, key=lambda item: seconds.get(item.nodeid, 0.0))
+
+
+# Each test's time in the stats run, set-up (fixtures) included: mutmut records the call only.
+_DURATIONS = "mutmut-durations.json"
+_seconds: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    if os.environ.get("MUTANT_UNDER_TEST") == "stats":
+        _seconds[report.nodeid] = _seconds.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session):
+    if os.environ.get("MUTANT_UNDER_TEST") == "stats" and _seconds:
+        (session.config.rootpath / _DURATIONS).write_text(json.dumps(_seconds, indent=0))
+
+
+def scores(root: str = "mutants") -> dict[str, dict[str, int]]:
+    """Counts per source file from mutmut's ``*.meta`` files: killed, survived, equivalent,
+    no tests, timeout, other (exit codes as mutmut's ``status_by_exit_code``)."""
+    out = {}
+    for module in FILE_TESTS:
+        meta = Path(root) / (module.replace(".", "/") + ".py.meta")
+        counts = dict.fromkeys(("killed", "survived", "equivalent", "no tests", "timeout",
+                                "not checked", "other"), 0)
+        if meta.exists():
+            for name, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+                if name in EQUIVALENT:
+                    status = "equivalent"
+                elif code in (1, 3):
+                    status = "killed"
+                elif code == 0:
+                    status = "survived"
+                elif code in (5, 33):
+                    status = "no tests"
+                elif code in (24, -24, 36, 152, 255, -9):  # -9: SIGKILL after SIGXCPU
+                    status = "timeout"
+                elif code is None:
+                    status = "not checked"
+                else:
+                    status = "other"
+                counts[status] += 1
+        out[module] = counts
+    return out
+
+
+def main(root: str = "mutants") -> int:
+    """Prints the score per file: killed / (all - equivalent); timeouts count as killed."""
+    print(f"{'file':34s} {'mutants':>7s} {'killed':>6s} {'timeout':>7s} {'survived':>8s} "
+          f"{'no tests':>8s} {'equiv':>5s} {'score':>6s}")
+    for module, c in scores(root).items():
+        judged = sum(c.values()) - c["equivalent"]
+        score = (c["killed"] + c["timeout"]) / judged if judged else float("nan")
+        print(f"{module.replace('.', '/') + '.py':34s} {sum(c.values()):7d} {c['killed']:6d} "
+              f"{c['timeout']:7d} {c['survived']:8d} {c['no tests']:8d} "
+              f"{c['equivalent']:5d} {score:6.1%}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))

@@ -1,0 +1,98 @@
+"""The pieces of ``fit`` around the epoch programs, each against a hand-made case: loading the
+configured data, the device mesh, the evaluation batch, saved configurations, restarting,
+and the progress line."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from cnn_jax.config import TrainConfig
+from cnn_jax.data import sources
+from cnn_jax.training import loop
+from tests.data.test_sources import fake_mnist_arrays, write_idx_pair
+
+
+def test_load_data_holds_out_the_configured_fraction_with_the_configured_seed():
+    config = TrainConfig(dataset="synthetic_bars", validation="holdout",
+                         validation_fraction=0.25, seed=7, standardize=True, num_devices=1)
+    data = loop.load_data(config, loop.make_mesh(1))
+    whole = sources.load("synthetic_bars", "train")  # 4096 bars, 1024 per class
+    held = sources.holdout_mask(whole.labels, 0.25, 7)
+    assert data.num_classes == 4 and held.sum() == 4 * 256
+    np.testing.assert_array_equal(data.valid_labels, whole.labels[held])
+    np.testing.assert_array_equal(data.valid_images, whole.images[held])
+    np.testing.assert_array_equal(data.train_labels, whole.labels[~held])
+    # another seed holds out other examples (the negative control of the seed's wiring)
+    assert not np.array_equal(held, sources.holdout_mask(whole.labels, 0.25, 8))
+    # standardisation statistics are the training part's, per channel
+    pixels = whole.images[~held].reshape(-1, 1) / 255.0
+    np.testing.assert_array_equal(data.mean, pixels.mean(0).astype(np.float32))
+    np.testing.assert_array_equal(data.std, pixels.std(0).astype(np.float32))
+
+
+def test_load_data_reads_data_dir_and_validates_on_its_test_split(tmp_path):
+    train, test = fake_mnist_arrays(7, 0), fake_mnist_arrays(3, 1)
+    write_idx_pair(tmp_path, "train", *train)
+    write_idx_pair(tmp_path, "t10k", *test)
+    config = TrainConfig(dataset="mnist", data_dir=str(tmp_path), num_devices=1)
+    data = loop.load_data(config, loop.make_mesh(1))
+    np.testing.assert_array_equal(data.train_images[..., 0], train[0])
+    np.testing.assert_array_equal(data.valid_images[..., 0], test[0])
+    np.testing.assert_array_equal(data.valid_labels, test[1])
+    assert data.num_classes == 10 and data.mean is None and data.std is None
+
+
+def test_make_mesh_takes_the_first_devices_or_all():
+    devices = jax.devices()
+    assert len(devices) >= 4, "tests/conftest.py sets 4 host devices"
+    assert list(loop.make_mesh(2).devices) == devices[:2]
+    assert list(loop.make_mesh(0).devices) == devices
+    assert loop.make_mesh(3).axis_names == ("batch",)
+    assert list(loop.make_mesh(len(devices)).devices) == devices
+    with pytest.raises(ValueError, match=f"num_devices={len(devices) + 1} but only "
+                                         f"{len(devices)} devices"):
+        loop.make_mesh(len(devices) + 1)
+
+
+@pytest.mark.parametrize("batch, devices, expected",
+                         [(256, 1, 256), (256, 4, 256), (10, 4, 12), (9, 4, 12), (3, 2, 4)])
+def test_eval_batch_is_the_training_batch_rounded_up_to_the_devices(batch, devices, expected):
+    assert loop.eval_batch_size(batch, loop.make_mesh(devices)) == expected
+
+
+def test_saved_config_fills_new_fields_and_returns_unreadable_ones_as_saved(tmp_path):
+    assert loop.saved_config(str(tmp_path)) is None
+    d = TrainConfig(seed=5).to_dict()
+    del d["precision"]  # a config.json written before the field existed
+    (tmp_path / "config.json").write_text(json.dumps(d))
+    assert loop.saved_config(str(tmp_path)) == TrainConfig(seed=5).to_dict()
+    odd = {**d, "colour": "red"}  # no such field: kept as it is, for the diff to name
+    (tmp_path / "config.json").write_text(json.dumps(odd))
+    assert loop.saved_config(str(tmp_path)) == odd
+
+
+def test_discard_run_removes_the_run_files_only(tmp_path):
+    for name in loop.RUN_FILES:
+        if "." in name:
+            (tmp_path / name).write_text("{}")
+        else:
+            (tmp_path / name / "x").mkdir(parents=True)
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "other").mkdir()
+    loop.discard_run(str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == ["notes.txt", "other"]
+    loop.discard_run(str(tmp_path))  # nothing left to discard: no error
+
+
+def test_progress_line():
+    row = {"epoch": 2, "loss": 0.51234, "accuracy": 0.8, "val_loss": 0.6, "val_accuracy": 0.75,
+           "samples_per_s": 12345.6, "epoch_time": 3.0}
+    history = [{**row, "epoch": e, "epoch_time": t}
+               for e, t in zip(range(1, 8), (9.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0))]
+    # ETA: the mean of the last 5 epoch times (4 s) times the 93 epochs left, in minutes
+    assert loop._progress(history, 100) == (
+        "epoch   7/100  loss 0.5123  acc 0.8000  val_loss 0.6000  val_acc 0.7500  "
+        "12,346 samples/s  6.00s  ETA <= 6.2 min")
