@@ -86,10 +86,12 @@ def test_same_padding_ignores_the_padding_for_max_and_mean():
 
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16])
 def test_pooling_keeps_the_input_dtype(dtype):
-    x = jnp.arange(25.0).reshape(1, 5, 5, 1).astype(dtype)
+    # Traced, not run: the output dtype is fixed at trace time, and XLA:CPU capped below F16C
+    # (make test-isa) cannot compile float16 conversions at all (LLVM: __truncsfhf2 missing).
+    x = jax.ShapeDtypeStruct((1, 5, 5, 1), dtype)
     for pool in (ops.max_pool2d, ops.avg_pool2d):
-        assert pool(x, 3, 2, padding="same").dtype == dtype
-        assert pool(x, 2).dtype == dtype
+        assert jax.eval_shape(lambda a: pool(a, 3, 2, padding="same"), x).dtype == dtype
+        assert jax.eval_shape(lambda a: pool(a, 2), x).dtype == dtype
 
 
 def test_auto_takes_the_reshape_path_for_tiled_windows_only():
