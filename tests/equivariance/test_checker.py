@@ -137,9 +137,11 @@ def test_sweep_leaves_out_scales_whose_reach_leaves_the_ladder():
     for t, (steps, s) in enumerate([(1, 1), (-1, 0)]):
         got = f(T.scale(x, ratio**steps))[1]["sconv_2"][..., s]
         expected = T.scale_group(fx, ratio, steps)[..., s]
-        # the same computation, up to float summation order
-        np.testing.assert_allclose(kept["sconv_2"][t], E.relative_error(got, expected, mask),
-                                   rtol=1e-4)
+        # The same arrays (the same calls on the same input), reduced along other code
+        # paths: per side two float32 sums of n squares (no cancellation: relative n u),
+        # the squares, two roots and a division (tests/numerics.py)
+        n = int(np.asarray(mask).sum()) * got.shape[0] * got.shape[3]
+        assert_close(kept["sconv_2"][t], E.relative_error(got, expected, mask), ops=n + 5)
     assert kept["sconv_2"].max() < 0.1 < 0.3 < everything["sconv_2"].min()  # control
     np.testing.assert_array_equal(kept["lift"], everything["lift"])  # lift reads one scale
     assert np.isnan(sweep({"sconv_2": 2})["sconv_2"]).all()  # nothing left to compare
