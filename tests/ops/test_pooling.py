@@ -1,5 +1,6 @@
 """Pooling: reshape fast path against lax.reduce_window and hand-computed cases."""
 
+import functools
 import re
 
 import jax
@@ -90,8 +91,9 @@ def test_pooling_keeps_the_input_dtype(dtype):
     # (make test-isa) cannot compile float16 conversions at all (LLVM: __truncsfhf2 missing).
     x = jax.ShapeDtypeStruct((1, 5, 5, 1), dtype)
     for pool in (ops.max_pool2d, ops.avg_pool2d):
-        assert jax.eval_shape(lambda a: pool(a, 3, 2, padding="same"), x).dtype == dtype
-        assert jax.eval_shape(lambda a: pool(a, 2), x).dtype == dtype
+        assert jax.eval_shape(functools.partial(pool, window=3, stride=2, padding="same"),
+                              x).dtype == dtype
+        assert jax.eval_shape(functools.partial(pool, window=2), x).dtype == dtype
 
 
 def test_auto_takes_the_reshape_path_for_tiled_windows_only():
