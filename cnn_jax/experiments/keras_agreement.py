@@ -9,10 +9,11 @@ patience=5, restore_best_weights=True)``, the test set as validation data, seede
 member of that sweep (``ours_dir/seed_S-num_layers_D``) is read, a missing one is trained
 here. Both are evaluated with the restored best weights on train and test.
 
-Per depth the table gives both sides' mean +- sample sd over seeds, the difference and
-Welch's t. With identical semantics (``tests/training/test_keras_parity.py``: bit-identical
-from the same weights and batches) the two differ only in their random streams
-(initialisation and shuffling), so differences should be within seed noise.
+Per depth the table gives both sides' mean +- sample sd over seeds, the difference,
+Welch's t and its two-sided p-value. With identical semantics
+(``tests/training/test_keras_parity.py``: bit-identical from the same weights and batches)
+the two differ only in their random streams (initialisation and shuffling), so differences
+should be within seed noise.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
+import jax
 import numpy as np
 
 from cnn_jax import io
@@ -29,7 +31,7 @@ from cnn_jax.config import EarlyStoppingConfig, TrainConfig
 from cnn_jax.experiments import results
 from cnn_jax.plotting import plt
 
-__all__ = ["Settings", "run", "welch_t"]
+__all__ = ["Settings", "Welch", "run", "welch_test"]
 
 NAME = "keras_agreement"
 CLAIM = ("The lecture's Keras experiment (0..24 hidden Dense(512, elu) layers, Adam, early "
@@ -66,15 +68,30 @@ class Settings:
             raise ValueError(f"--seeds={','.join(map(str, self.seeds))}: expected seeds >= 0")
 
 
-def welch_t(a, b) -> float:
-    """Welch's t statistic of the means of samples ``a`` and ``b`` (nan unless both n >= 2)."""
+class Welch(NamedTuple):
+    """Welch's unequal-variance t test of two means: statistic, degrees of freedom
+    (Welch-Satterthwaite) and two-sided p-value; all nan unless both samples have n >= 2."""
+
+    t: float
+    df: float
+    p: float
+
+
+def welch_test(a, b) -> Welch:
+    """Welch's t test of the means of samples ``a`` [n_a] and ``b`` [n_b]."""
     a, b = np.asarray(a, float), np.asarray(b, float)
     if len(a) < 2 or len(b) < 2:
-        return math.nan
-    se = math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
+        return Welch(math.nan, math.nan, math.nan)
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
     diff = float(a.mean() - b.mean())
-    return 0.0 if se == 0 and diff == 0 else (math.copysign(math.inf, diff) if se == 0
-                                                else diff / se)
+    if va + vb == 0:  # no spread on either side: equal means agree, others differ surely
+        return Welch(0.0, math.nan, 1.0) if diff == 0 else Welch(
+            math.copysign(math.inf, diff), math.nan, 0.0)
+    t = diff / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    # P(|T_df| >= |t|) = I_{df / (df + t^2)}(df / 2, 1 / 2), the regularised incomplete beta
+    p = float(jax.scipy.special.betainc(df / 2, 0.5, df / (df + t * t)))
+    return Welch(t, df, p)
 
 
 def _ours_config(s: Settings, depth: int, seed: int) -> TrainConfig:
@@ -140,7 +157,8 @@ def _summary(rows: list[dict[str, Any]], depths) -> list[dict[str, Any]]:
                 out[f"{side}_{m}_mean"] = float(np.mean(v)) if v else math.nan
                 out[f"{side}_{m}_sd"] = float(np.std(v, ddof=1)) if len(v) > 1 else math.nan
             out[f"diff_{m}"] = out[f"ours_{m}_mean"] - out[f"keras_{m}_mean"]
-            out[f"welch_t_{m}"] = welch_t(sides["ours"], sides["keras"])
+            test = welch_test(sides["ours"], sides["keras"])
+            out[f"welch_t_{m}"], out[f"welch_p_{m}"] = test.t, test.p
         out["n_ours"] = sum(r["depth"] == d and r["side"] == "ours" for r in rows)
         out["n_keras"] = sum(r["depth"] == d and r["side"] == "keras" for r in rows)
         table.append(out)
@@ -201,20 +219,32 @@ def run(workdir: str, settings: Settings = Settings(), *, command_line: str | No
         {k: v for k, v in r.items() if k.startswith(("depth", "n_")) or "valid" in k
          or "epochs" in k} for r in table])
     figure = _figure(table, workdir, len(s.seeds))
-    ts = [abs(r["welch_t_valid_accuracy"]) for r in table
-          if not math.isnan(r["welch_t_valid_accuracy"])]
-    diffs = [abs(r["diff_valid_accuracy"]) for r in table]
-    numbers = {"max_abs_diff_valid_accuracy": max(diffs), "seeds": len(s.seeds),
-               "depths": list(s.depths), "max_abs_welch_t_valid_accuracy":
-               max(ts) if ts else None, "train_examples": len(train_set)}
+    tested = [r for r in table if not math.isnan(r["welch_p_valid_accuracy"])]
+    widest = max(table, key=lambda r: abs(r["diff_valid_accuracy"]))
+    numbers = {"max_abs_diff_valid_accuracy": abs(widest["diff_valid_accuracy"]),
+               "seeds": len(s.seeds), "depths": list(s.depths),
+               "max_abs_welch_t_valid_accuracy":
+               max(abs(r["welch_t_valid_accuracy"]) for r in tested) if tested else None,
+               "min_welch_p_valid_accuracy":
+               min(r["welch_p_valid_accuracy"] for r in tested) if tested else None,
+               "train_examples": len(train_set)}
     finding = (f"Over depths {', '.join(map(str, s.depths))} and {len(s.seeds)} seed(s), our "
                f"test accuracy differs from the lecture's Keras code by at most "
-               f"{max(diffs):.4f}" + (f" (largest |Welch t| {max(ts):.2f})." if ts else
-                                      " (one seed per side: no t statistic)."))
+               f"{numbers['max_abs_diff_valid_accuracy']:.4f} (depth {widest['depth']})")
+    if tested:
+        low = min(tested, key=lambda r: r["welch_p_valid_accuracy"])
+        significant = [r["depth"] for r in tested if r["welch_p_valid_accuracy"] < 0.05]
+        which = ("no depth differs" if not significant else
+                 f"depth {significant[0]} differs" if len(significant) == 1 else
+                 f"depths {', '.join(map(str, significant))} differ")
+        finding += (f"; {which} at the 5% level (smallest two-sided Welch p "
+                    f"{low['welch_p_valid_accuracy']:.2f}, at depth {low['depth']}).")
+    else:
+        finding += " (one seed per side: no t test)."
     return results.write_experiment(
         workdir, name=NAME, title="2. Agreement with the lecture's Keras code",
         claim=CLAIM, quick=s.quick, finding=finding,
         tables=[("Per depth: ours vs Keras, mean and sample sd over seeds, difference, "
-                 "Welch's t", agreement), ("Every member", members)],
+                 "Welch's t and two-sided p", agreement), ("Every member", members)],
         figures=[("Test loss and accuracy against depth, ours and Keras", figure)],
         numbers=numbers, command_line=command_line)

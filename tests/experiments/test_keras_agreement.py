@@ -11,12 +11,20 @@ from cnn_jax.experiments import keras_agreement
 from tests.experiments.quick import run_quick
 
 
-def test_welch_t_matches_scipy():
+def test_welch_test_matches_scipy():
     rng = np.random.default_rng(0)
-    a, b = rng.normal(0.88, 0.01, 3), rng.normal(0.87, 0.02, 4)
-    expected = stats.ttest_ind(a, b, equal_var=False).statistic
-    assert keras_agreement.welch_t(a, b) == pytest.approx(expected, rel=1e-12)
-    assert math.isnan(keras_agreement.welch_t([0.9], [0.8, 0.7]))
+    for n_a, n_b in ((3, 3), (3, 4), (5, 2)):
+        a, b = rng.normal(0.88, 0.01, n_a), rng.normal(0.87, 0.02, n_b)
+        expected = stats.ttest_ind(a, b, equal_var=False)
+        got = keras_agreement.welch_test(a, b)
+        assert got.t == pytest.approx(expected.statistic, rel=1e-12)
+        assert got.df == pytest.approx(expected.df, rel=1e-12)
+        # the p-value comes from float32 betainc: a few float32 ulps of error
+        assert got.p == pytest.approx(expected.pvalue, rel=1e-5)
+    assert all(math.isnan(v) for v in keras_agreement.welch_test([0.9], [0.8, 0.7]))
+    # no spread: equal means agree (p 1); different ones differ surely (p 0)
+    assert keras_agreement.welch_test([0.5, 0.5], [0.5, 0.5]).p == 1.0
+    assert keras_agreement.welch_test([0.6, 0.6], [0.5, 0.5])[::2] == (math.inf, 0.0)
 
 
 def test_quick_variant(tmp_path):
