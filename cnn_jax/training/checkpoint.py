@@ -76,6 +76,21 @@ class Checkpointer:
         self._manager.save(epoch, args=ocp.args.Composite(
             state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)))
 
+    def restore_meta(self, epoch: int) -> dict[str, Any]:
+        """Epoch ``epoch``'s metadata alone (to check whose checkpoint it is before the state).
+
+        Raises:
+          CheckpointError: its files are missing or corrupt. The message names the folder.
+        """
+        try:
+            return self._manager.restore(epoch, args=ocp.args.Composite(
+                meta=ocp.args.JsonRestore()))["meta"]
+        except Exception as e:  # orbax raises many types; all mean "unreadable"
+            raise CheckpointError(
+                f"{os.path.join(self._directory, str(epoch))}: cannot read the checkpoint's "
+                f"metadata ({type(e).__name__}: {_one_line(e)}); delete the folder to resume "
+                "from the checkpoint before it") from e
+
     def restore(self, epoch: int, like: Any) -> tuple[Any, dict[str, Any]]:
         """Restores epoch ``epoch`` into the structure, shapes and shardings of ``like``.
 

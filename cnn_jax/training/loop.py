@@ -323,9 +323,10 @@ def barrier(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
-# What fit writes into a workdir; restart=True removes exactly these.
+# What fit writes into a workdir; restart=True removes exactly these. (fit_seeds keeps the
+# checkpoints of its vectorised run in its first unfinished member's seeds_checkpoints.)
 RUN_FILES = ("config.json", "model.json", "metrics.jsonl", "results.json", "checkpoints",
-             "final", "figures", "tensorboard")
+             "final", "figures", "tensorboard", "seeds_checkpoints")
 
 
 def saved_config(workdir: str) -> dict[str, Any] | None:
@@ -340,9 +341,9 @@ def saved_config(workdir: str) -> dict[str, Any] | None:
         return raw
 
 
-def discard_run(workdir: str) -> None:
-    """Removes a run's files (``RUN_FILES``) from ``workdir``; other files stay."""
-    for name in RUN_FILES:
+def discard_run(workdir: str, keep: tuple[str, ...] = ()) -> None:
+    """Removes a run's files (``RUN_FILES`` but ``keep``) from ``workdir``; other files stay."""
+    for name in (n for n in RUN_FILES if n not in keep):
         path = os.path.join(workdir, name)
         if os.path.isdir(path):
             shutil.rmtree(path)

@@ -10,8 +10,14 @@ member's folder gets the files of a separate run (``config.json`` of that separa
 ``model.json``, ``metrics.jsonl``, ``results.json``, ``figures/history.png``, ``final/``),
 so ``fit`` on one of them reports it finished, and the sweep summary reads them.
 
-Limitation: no checkpoints. Members already finished in their folders are skipped, but an
-interrupted vectorised run starts its unfinished members again from epoch 0. The time
+Members already finished in their folders are skipped. The vectorised run of the others
+is checkpointed every ``config.checkpoint_every`` epochs (and when it ends) into
+``seeds_checkpoints/`` of its first member's folder: the stacked state [M, ...], the best
+weights, and as metadata each member's config, history, status, frozen flag and early
+stopping. Rerunning resumes from the last one (each ``metrics.jsonl`` is rewritten from
+it) and ends exactly as an uninterrupted run; a checkpoint of other members (another
+``num_seeds`` or ``seed``) is a ``CheckpointError`` naming its folder. Without
+checkpoints (``checkpoint_every=0``) an interrupted run starts its members over. The time
 columns (``epoch_time``, ``samples_per_s``, ``wall_time``) are those of the shared program.
 """
 
@@ -31,8 +37,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from cnn_jax import io, models
-from cnn_jax.config import TrainConfig
-from cnn_jax.training.checkpoint import save_final_params
+from cnn_jax.config import TrainConfig, config_diff
+from cnn_jax.training.checkpoint import Checkpointer, CheckpointError, save_final_params
 from cnn_jax.training.early_stopping import EarlyStopping
 from cnn_jax.training.loop import (
     DeviceData,
@@ -53,6 +59,8 @@ from cnn_jax.training.steps import create_train_state, evaluate, train_epoch
 log = logging.getLogger(__name__)
 
 __all__ = ["fit_seeds", "member_configs", "members_epoch"]
+
+CHECKPOINTS = "seeds_checkpoints"  # in the first trained member's folder
 
 
 def member_configs(config: TrainConfig) -> list[TrainConfig]:
@@ -102,14 +110,16 @@ def fit_seeds(config: TrainConfig, workdirs: Sequence[str], *, data: DeviceData 
       data: the data on device (default: ``load_data(config, mesh)``).
       mesh: the devices (default: ``make_mesh(config.num_devices)``); the batch is sharded
         over them as in ``fit``, the members are not.
-      should_stop: asked after every epoch; True ends the run with ``KeyboardInterrupt``
-        and no results for the unfinished members (no checkpoints: they start over).
+      should_stop: asked after every epoch (once its checkpoint is saved); True ends the
+        run with ``KeyboardInterrupt`` and no results for the unfinished members, ready to
+        resume.
 
     Returns:
       Each member's results (``fit``'s dict, also in its ``results.json``).
 
     Raises:
       ValueError: ``len(workdirs) != num_seeds``, or a folder holding another run.
+      CheckpointError: a checkpoint of other members, or one that cannot be read.
     """
     if len(workdirs) != config.num_seeds:
         raise ValueError(f"workdirs: {len(workdirs)} folders for num_seeds="
@@ -143,11 +153,34 @@ def _train(configs: list[TrainConfig], workdirs: list[str], data: DeviceData, me
     roots = jax.device_put(keys[:, 1], replicated)
     param_count = sum(int(np.prod(p.shape[1:])) for p in jax.tree.leaves(state.params))
     primary = jax.process_index() == 0
+
+    es = config.early_stopping
+    stoppers = [EarlyStopping(es) if es else None for _ in range(m)]
+    histories: list[list[dict]] = [[] for _ in range(m)]
+    status, messages = ["completed"] * m, [""] * m
+    active = np.ones(m, bool)
+    best, start, wall_before = None, 0, 0.0
+    ckpt = (Checkpointer(os.path.join(workdirs[0], CHECKPOINTS)) if config.checkpoint_every
+            else None)
+    if ckpt is not None and ckpt.latest_epoch() is not None:
+        epoch = ckpt.latest_epoch()
+        meta = ckpt.restore_meta(epoch)
+        _check_members(meta["members"], configs, os.path.join(workdirs[0], CHECKPOINTS))
+        tree, _ = ckpt.restore(epoch, {"state": state, "best": state.variables})
+        state, start, wall_before = tree["state"], epoch + 1, meta["wall_time"]
+        best = tree["best"] if meta["has_best"] else None
+        histories, status, messages = meta["history"], meta["status"], meta["message"]
+        active = np.array(meta["active"], bool)
+        stoppers = [EarlyStopping.from_state_dict(es, s) if es else None
+                    for s in meta["early_stopping"]]
+        log.info("%s: resuming %d seeds after epoch %d", workdirs[0], m, start)
     if primary:
-        for c, d in zip(configs, workdirs):
-            if saved_config(d) is not None:
-                discard_run(d)  # an unfinished run of the same config: it starts over
+        for c, d, h in zip(configs, workdirs, histories):
+            if start == 0 and saved_config(d) is not None:
+                discard_run(d, keep=(CHECKPOINTS,))  # an unfinished run without checkpoints
             write_start(d, c, data)
+            if start:
+                io.write_jsonl(os.path.join(d, "metrics.jsonl"), h)  # the checkpoint's epochs
     barrier("fit_seeds: workdirs ready")
 
     norm = dict(mean=data.mean, std=data.std, mesh=mesh)
@@ -158,52 +191,59 @@ def _train(configs: list[TrainConfig], workdirs: list[str], data: DeviceData, me
         evaluate, apply_fn=state.apply_fn, batch_size=eval_batch_size(config.batch_size, mesh),
         loss=config.loss, **norm), in_axes=(0, None, None)))
     keep_best = jax.jit(_select)
-    es = config.early_stopping
-    stoppers = [EarlyStopping(es) if es else None for _ in range(m)]
-    histories: list[list[dict]] = [[] for _ in range(m)]
-    status, messages = ["completed"] * m, [""] * m
-    active = np.ones(m, bool)
-    best = None
     n_train = data.train_images.shape[0]
     t_run = time.perf_counter()
-    for epoch in range(config.epochs):
-        t0 = time.perf_counter()
-        ran = active.copy()
-        state, train_m = run_epoch(state, ran, data.train_images, data.train_labels, roots,
-                                   epoch)
-        train_m = jax.device_get(train_m)
-        t_train = time.perf_counter() - t0
-        val_m = jax.device_get(run_eval(state.variables, data.valid_images,
-                                        data.valid_labels))
-        dt = time.perf_counter() - t0
-        keep = np.zeros(m, bool)
-        for i in np.flatnonzero(ran):
-            logs = {"loss": float(train_m["loss"][i]), "accuracy": float(train_m["accuracy"][i]),
-                    "val_loss": float(val_m["loss"][i]),
-                    "val_accuracy": float(val_m["accuracy"][i])}
-            histories[i].append({"epoch": epoch + 1, **logs, "epoch_time": dt,
-                                 "train_time": t_train, "samples_per_s": n_train / t_train})
-            if not all(math.isfinite(v) for v in logs.values()):
-                status[i], active[i] = "non_finite_loss", False
-                messages[i] = f"loss became non-finite at epoch {epoch + 1}: {logs}"
-                log.error("%s: %s", workdirs[i], messages[i])
-            elif stoppers[i] is not None:
-                keep[i] = stoppers[i].update(epoch, logs)
-                active[i] = not stoppers[i].stop_training
-        if keep.any():
-            best = keep_best(keep, state.variables,
-                             state.variables if best is None else best)
-        if primary:
+    try:
+        for epoch in range(start, config.epochs if active.any() else start):
+            t0 = time.perf_counter()
+            ran = active.copy()
+            state, train_m = run_epoch(state, ran, data.train_images, data.train_labels,
+                                       roots, epoch)
+            train_m = jax.device_get(train_m)
+            t_train = time.perf_counter() - t0
+            val_m = jax.device_get(run_eval(state.variables, data.valid_images,
+                                            data.valid_labels))
+            dt = time.perf_counter() - t0
+            keep = np.zeros(m, bool)
             for i in np.flatnonzero(ran):
-                io.write_jsonl(os.path.join(workdirs[i], "metrics.jsonl"), histories[i])
-        log.info("seeds: epoch %d/%d, %d of %d members trained, val_loss %s, %.2fs",
-                 epoch + 1, config.epochs, ran.sum(), m,
-                 " ".join(f"{val_m['loss'][i]:.4f}" for i in np.flatnonzero(ran)), dt)
-        if not active.any():
-            break
-        if should_stop is not None and should_stop() and epoch + 1 < config.epochs:
-            raise KeyboardInterrupt(f"{workdirs[0]}...: interrupted after epoch {epoch + 1} "
-                                    "(vectorised seeds do not resume: they start over)")
+                logs = {"loss": float(train_m["loss"][i]),
+                        "accuracy": float(train_m["accuracy"][i]),
+                        "val_loss": float(val_m["loss"][i]),
+                        "val_accuracy": float(val_m["accuracy"][i])}
+                histories[i].append({"epoch": epoch + 1, **logs, "epoch_time": dt,
+                                     "train_time": t_train, "samples_per_s": n_train / t_train})
+                if not all(math.isfinite(v) for v in logs.values()):
+                    status[i], active[i] = "non_finite_loss", False
+                    messages[i] = f"loss became non-finite at epoch {epoch + 1}: {logs}"
+                    log.error("%s: %s", workdirs[i], messages[i])
+                elif stoppers[i] is not None:
+                    keep[i] = stoppers[i].update(epoch, logs)
+                    active[i] = not stoppers[i].stop_training
+            if keep.any():
+                best = keep_best(keep, state.variables,
+                                 state.variables if best is None else best)
+            last = epoch + 1 == config.epochs or not active.any()
+            if ckpt is not None and ((epoch + 1) % config.checkpoint_every == 0 or last):
+                ckpt.save(epoch, {"state": state,
+                                  "best": state.variables if best is None else best}, {
+                    "epoch": epoch, "members": [c.to_dict() for c in configs],
+                    "history": histories, "status": status, "message": messages,
+                    "active": active.tolist(), "has_best": best is not None,
+                    "early_stopping": [s.state_dict() if s else None for s in stoppers],
+                    "wall_time": wall_before + time.perf_counter() - t_run})
+            if primary:
+                for i in np.flatnonzero(ran):
+                    io.write_jsonl(os.path.join(workdirs[i], "metrics.jsonl"), histories[i])
+            log.info("seeds: epoch %d/%d, %d of %d members trained, val_loss %s, %.2fs",
+                     epoch + 1, config.epochs, ran.sum(), m,
+                     " ".join(f"{val_m['loss'][i]:.4f}" for i in np.flatnonzero(ran)), dt)
+            if last:
+                break
+            if should_stop is not None and should_stop():
+                raise KeyboardInterrupt(f"{workdirs[0]}...: interrupted after epoch {epoch + 1}")
+    finally:
+        if ckpt is not None:
+            ckpt.close()
 
     restores = np.array([s is not None and s.restores_weights and best is not None
                          for s in stoppers])
@@ -211,7 +251,7 @@ def _train(configs: list[TrainConfig], workdirs: list[str], data: DeviceData, me
              else state.variables)
     train_eval = jax.device_get(run_eval(final, data.train_images, data.train_labels))
     valid_eval = jax.device_get(run_eval(final, data.valid_images, data.valid_labels))
-    wall_time = time.perf_counter() - t_run
+    wall_time = wall_before + time.perf_counter() - t_run
     out = []
     for i, (c, d) in enumerate(zip(configs, workdirs)):
         save_final_params(d, _member(final, i))
@@ -225,3 +265,16 @@ def _train(configs: list[TrainConfig], workdirs: list[str], data: DeviceData, me
         out.append(results)
     barrier("fit_seeds: results written")
     return out
+
+
+def _check_members(saved: list[dict], configs: list[TrainConfig], folder: str) -> None:
+    """Raises ``CheckpointError`` naming ``folder`` unless the checkpoint's members
+    (``to_dict`` forms) are ``configs``."""
+    want = [c.to_dict() for c in configs]
+    seeds = [c["seed"] for c in saved], [c["seed"] for c in want]
+    diff = ([f"seeds: {seeds[0]} -> {seeds[1]}"] if seeds[0] != seeds[1] else
+            [line for a, b in zip(saved, want) for line in config_diff(a, b)])
+    if diff:
+        raise CheckpointError(f"{folder}: a checkpoint of other members (saved -> new: "
+                              f"{'; '.join(diff)}); delete the folder to train these "
+                              "members from the start, or rerun the command that wrote it")

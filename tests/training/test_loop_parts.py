@@ -82,6 +82,8 @@ def test_discard_run_removes_the_run_files_only(tmp_path):
             (tmp_path / name / "x").mkdir(parents=True)
     (tmp_path / "notes.txt").write_text("mine")
     (tmp_path / "other").mkdir()
+    loop.discard_run(str(tmp_path), keep=("seeds_checkpoints", "final"))
+    assert sorted(os.listdir(tmp_path)) == ["final", "notes.txt", "other", "seeds_checkpoints"]
     loop.discard_run(str(tmp_path))
     assert sorted(os.listdir(tmp_path)) == ["notes.txt", "other"]
     loop.discard_run(str(tmp_path))  # nothing left to discard: no error

@@ -4,6 +4,7 @@ summary reads them."""
 
 import json
 import os
+import re
 
 import jax
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 from cnn_jax import io
 from cnn_jax.config import ConfigError, EarlyStoppingConfig, TrainConfig
 from cnn_jax.training import fit, fit_seeds, sweep
-from cnn_jax.training.checkpoint import load_final_params
+from cnn_jax.training.checkpoint import CheckpointError, load_final_params
 from cnn_jax.training.seeds import member_configs
 from cnn_jax.training.sweep import write_summary
 from tests.numerics import assert_close
@@ -154,6 +155,61 @@ def test_restore_best_weights_keeps_each_members_own_best(tiny_data, tmp_path):
     for c, d, v, s in zip(members, dirs, vec, seps):
         compare_member(d, str(tmp_path / f"separate_{c.seed}"), v, s, cfg)
         assert v["final_weights_epoch"] == v["best_epoch"] < v["epochs_run"]
+
+
+class Killed(Exception):
+    """Stands for a crash: not the graceful KeyboardInterrupt of should_stop."""
+
+
+def test_an_interrupted_run_resumes_and_ends_as_an_uninterrupted_one(tiny_data, tmp_path):
+    """Members 0, 1, 2 (seeds 0-2) stop early after epochs 7, 5 and 8 (best epochs 6, 4, 7;
+    restore_best_weights). Checkpoints every 2 epochs; a crash after epoch 7 loses it (the
+    last checkpoint is after epoch 6, with member 1 frozen and holding its best weights).
+    The resumed run trains from epoch 7 on and ends bit for bit as the uninterrupted one:
+    every member's logs, results and final weights."""
+    es = EarlyStoppingConfig(patience=1, min_delta=0.01, restore_best_weights=True)
+    cfg = CFG.replace(num_seeds=3, seed=0, epochs=12, early_stopping=es, checkpoint_every=2)
+    whole = [str(tmp_path / "whole" / f"seed_{i}") for i in range(3)]
+    cut = [str(tmp_path / "cut" / f"seed_{i}") for i in range(3)]
+    expected = fit_seeds(cfg, whole, data=tiny_data)
+    assert [(r["epochs_run"], r["best_epoch"]) for r in expected] == [(7, 6), (5, 4), (8, 7)]
+    asked = []
+
+    def crash_after_7():
+        asked.append(1)
+        if len(asked) == 7:
+            raise Killed
+
+    with pytest.raises(Killed):
+        fit_seeds(cfg, cut, data=tiny_data, should_stop=crash_after_7)
+    assert [len(history(d)) for d in cut] == [7, 5, 7]  # epoch 7 was logged, not checkpointed
+    assert not any(os.path.exists(os.path.join(d, "results.json")) for d in cut)
+    assert sorted(os.listdir(os.path.join(cut[0], "seeds_checkpoints"))) == ["3", "5"]
+    # other members than the checkpoint's: an error naming its folder, nothing written
+    with pytest.raises(CheckpointError, match=re.escape(
+            os.path.join(cut[0], "seeds_checkpoints") + ": a checkpoint of other members "
+            "(saved -> new: seeds: [0, 1, 2] -> [0, 1, 2, 3])")):
+        fit_seeds(cfg.replace(num_seeds=4), [*cut, str(tmp_path / "cut" / "seed_3")],
+                  data=tiny_data)
+    assert not os.path.exists(tmp_path / "cut" / "seed_3")
+
+    asked.clear()
+    resumed = fit_seeds(cfg, cut, data=tiny_data, should_stop=crash_after_7)
+    assert len(asked) == 1  # epochs 7 and 8 ran (not 1 to 8): after 8 every member stopped
+    timing = ("epoch_time", "train_time", "samples_per_s", "wall_time")
+    for w, c, a, b in zip(whole, cut, expected, resumed):
+        assert {k: v for k, v in b.items() if k not in timing} == {
+            k: v for k, v in a.items() if k not in timing}, c
+        assert ([{k: v for k, v in r.items() if k not in timing} for r in history(c)]
+                == [{k: v for k, v in r.items() if k not in timing} for r in history(w)]), c
+        assert io.read_json(os.path.join(c, "results.json")) == b
+        pw, pc = load_final_params(w), load_final_params(c)
+        assert jax.tree.structure(pc) == jax.tree.structure(pw)
+        for x, y in zip(jax.tree.leaves(pc), jax.tree.leaves(pw)):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=c)
+    # finished: a rerun returns the results without training
+    assert fit_seeds(cfg, cut, data=tiny_data, should_stop=crash_after_7) == resumed
+    assert len(asked) == 1
 
 
 def test_num_seeds_is_checked():
