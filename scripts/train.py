@@ -18,7 +18,7 @@ import signal
 import sys
 import threading
 
-from _cli import run, show_progress, usage_error
+from _cli import fail, run, show_progress, usage_error
 from absl import flags
 from absl import logging as absl_logging
 
@@ -294,6 +294,7 @@ def main(argv):
 
     from cnn_jax import data, training
     from cnn_jax.training import sweep
+    from cnn_jax.training.checkpoint import CheckpointError
     show_progress()
     logging.getLogger("cnn_jax").info("devices: %s", jax.devices())
     stop = graceful_interrupt()
@@ -307,6 +308,8 @@ def main(argv):
         return interrupted(e)
     except (data.DatasetNotFound, data.IdxError) as e:  # the message says how to fix it
         usage_error(f"--dataset={config.dataset}: {e}")
+    except CheckpointError as e:  # the message names the folder and what to do
+        fail(str(e))
     if axes or config.num_seeds > 1:
         with open(f"{FLAGS.workdir}/summary.md") as f:
             print(f.read())

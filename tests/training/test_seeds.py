@@ -248,3 +248,29 @@ def test_train_script_num_seeds_with_a_sweep(tmp_path):
     assert io.read_json(tmp_path / "num_layers_1-seed_8" / "config.json")["seed"] == 8
     agg = (tmp_path / "aggregate.csv").read_text().splitlines()
     assert agg[0].startswith("num_layers,") and agg[1].endswith(",2") and len(agg) == 2
+
+
+def test_train_script_resumes_seeds_from_their_last_checkpoint_and_refuses_others(tmp_path):
+    """A run killed while writing its results resumes from the checkpoint of its last epoch
+    (no epoch trains again); another --num_seeds on its folder is a one-line error naming
+    the checkpoint folder, with nothing written (3 subprocesses: ~15 s unloaded)."""
+    args = ["--dataset=synthetic_bars", "--model=mlp", "--model_arg=units=8", "--epochs=2",
+            "--num_devices=1", "--checkpoint_every=1", "--seed=7", f"--workdir={tmp_path}"]
+    train(*args, "--num_seeds=2")
+    before = [io.read_json(tmp_path / f"seed_{s}" / "results.json") for s in (7, 8)]
+    for s in (7, 8):
+        os.remove(tmp_path / f"seed_{s}" / "results.json")
+    proc = train(*args, "--num_seeds=3", check=False)
+    folder = tmp_path / "seed_7" / "seeds_checkpoints"
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.splitlines()[-1] == (
+        f"train.py: error: {folder}: a checkpoint of other members (saved -> new: seeds: "
+        "[7, 8] -> [7, 8, 9]); delete the folder to train these members from the start, or "
+        "rerun the command that wrote it")
+    assert not (tmp_path / "seed_9").exists()
+    proc = train(*args, "--num_seeds=2")
+    assert "resuming 2 seeds after epoch 2" in proc.stderr and "epoch 1/2" not in proc.stderr
+    for s, old in zip((7, 8), before):
+        new = io.read_json(tmp_path / f"seed_{s}" / "results.json")
+        assert {**new, "wall_time": 0} == {**old, "wall_time": 0}
+        assert [r["epoch"] for r in history(tmp_path / f"seed_{s}")] == [1, 2]
