@@ -112,7 +112,7 @@ def fit_seeds(config: TrainConfig, workdirs: Sequence[str], *, data: DeviceData 
         over them as in ``fit``, the members are not.
       should_stop: asked after every epoch (once its checkpoint is saved); True ends the
         run with ``KeyboardInterrupt`` and no results for the unfinished members, ready to
-        resume.
+        resume from the last checkpoint.
 
     Returns:
       Each member's results (``fit``'s dict, also in its ``results.json``).
@@ -177,7 +177,8 @@ def _train(configs: list[TrainConfig], workdirs: list[str], data: DeviceData, me
     if primary:
         for c, d, h in zip(configs, workdirs, histories):
             if start == 0 and saved_config(d) is not None:
-                discard_run(d, keep=(CHECKPOINTS,))  # an unfinished run without checkpoints
+                # an unfinished run with no checkpoint yet (ckpt holds its folder open)
+                discard_run(d, keep=(CHECKPOINTS,) if ckpt else ())
             write_start(d, c, data)
             if start:
                 io.write_jsonl(os.path.join(d, "metrics.jsonl"), h)  # the checkpoint's epochs
