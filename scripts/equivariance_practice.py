@@ -54,9 +54,10 @@ def _items(name: str, kind=checks.as_int) -> tuple:
 
 def model_kwargs() -> tuple[dict[str, dict], dict[str, dict]]:
     """``(every model's arguments, those of the models --models names)``."""
+    dense = config_check(lambda: checks.integer("cnn_dense_units", FLAGS.cnn_dense_units, 1))
     known = {
         "mlp": {"num_layers": 1, "units": FLAGS.mlp_units},
-        "cnn": {"features": _items("cnn_features"), "dense_units": (FLAGS.cnn_dense_units,)},
+        "cnn": {"features": _items("cnn_features"), "dense_units": (dense,)},
         "p4cnn": {"features": _items("p4cnn_features")},
         "sesn": {"features": _items("sesn_features"), "kernel_size": FLAGS.sesn_kernel_size,
                  "num_scales": FLAGS.sesn_num_scales, "pool": FLAGS.sesn_pool},

@@ -1,8 +1,9 @@
 """Typed checks of a configuration value, before anything is loaded, compiled or written.
 
 Each ``FLAG``-level check returns the value converted (an ``int``, a tuple, ...) or raises
-:class:`cnn_jax.config.ConfigError` with ``field`` the flag's name, the value as given and
-the problem (what is wrong and what is allowed); a script prints it as the one line
+:class:`FlagError` (a :class:`cnn_jax.config.ConfigError`) with ``field`` the flag's name,
+the value as given and the problem (what is wrong and what is allowed); a script prints it
+as the one line
 ``SCRIPT: error: --FLAG=VALUE: PROBLEM`` (``scripts/_cli.py``). The experiments' settings
 classes call these in ``__post_init__``; :func:`as_int`, :func:`as_float` and
 :func:`folder_problem` are the value-level checks that ``scripts/_cli.py`` uses too.
@@ -12,7 +13,7 @@ classes call these in ``__post_init__``; :func:`as_int`, :func:`as_float` and
 >>> items("seeds", ["0", "0"], lambda v: as_int(v, 0))
 Traceback (most recent call last):
 ...
-cnn_jax.config.ConfigError: seeds=['0', '0']: item '0' is repeated; give each value once
+cnn_jax.experiments.checks.FlagError: --seeds=0,0: item '0' is repeated; give each value once
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from cnn_jax.config import ConfigError
 
 __all__ = [
     "MAX_SEED",
+    "FlagError",
     "as_float",
     "as_int",
     "at_most",
@@ -50,6 +52,14 @@ __all__ = [
 MAX_SEED = 2**32 - 1  # NumPy's and JAX's seeds are uint32
 # Examples per split of the IDX sets (every copy: TFDS-prepared, IDX, Debian's package).
 _IDX_SPLIT_SIZES = {"train": 60_000, "test": 10_000}
+
+
+class FlagError(ConfigError):
+    """A bad value of flag ``field``: ``"--FIELD=VALUE: PROBLEM"``, the value as typed."""
+
+    def __init__(self, field: str, value: Any, problem: str):
+        ValueError.__init__(self, f"--{field}={show(value)}: {problem}")
+        self.field, self.value, self.problem = field, value, problem
 
 
 def show(value: Any) -> str:
@@ -127,7 +137,7 @@ def wrap(flag: str, value: Any, check: Callable[[], Any]) -> Any:
     except ConfigError:
         raise
     except ValueError as e:
-        raise ConfigError(flag, value, " ".join(str(e).split())) from None
+        raise FlagError(flag, value, " ".join(str(e).split())) from None
 
 
 def integer(flag: str, value: Any, low: int | None = None, high: int | None = None) -> int:
@@ -150,7 +160,7 @@ def choice(flag: str, value: Any, allowed: Sequence[str]) -> str:
     """``value`` if it is one of ``allowed``."""
     if value not in allowed:
         what = "empty" if value in ("", None) else "unknown"
-        raise ConfigError(flag, value, f"{what}; expected one of {', '.join(map(str, allowed))}")
+        raise FlagError(flag, value, f"{what}; expected one of {', '.join(map(str, allowed))}")
     return value
 
 
@@ -172,20 +182,20 @@ def items(flag: str, values: Sequence[Any] | None, item: Callable[[Any], Any] = 
     """
     values = list(values or [])
     if not values and not allow_empty:
-        raise ConfigError(flag, values, "empty; expected a comma-separated list")
+        raise FlagError(flag, values, "empty; expected a comma-separated list")
     if any(not str(v).strip() for v in values):
-        raise ConfigError(flag, values, "has an empty item; expected a comma-separated list")
+        raise FlagError(flag, values, "has an empty item; expected a comma-separated list")
     out = []
     for v in values:
         try:
             converted = item(v)
         except ValueError as e:
             problem = e.problem if isinstance(e, ConfigError) else " ".join(str(e).split())
-            raise ConfigError(flag, values, f"item {v!r} is {problem}") from None
+            raise FlagError(flag, values, f"item {v!r} is {problem}") from None
         if unique and converted in out:
-            raise ConfigError(flag, values, f"item {v!r} is repeated; give each value once")
+            raise FlagError(flag, values, f"item {v!r} is repeated; give each value once")
         if increasing and out and converted < out[-1]:
-            raise ConfigError(flag, values, f"item {v!r} is out of order; expected increasing "
+            raise FlagError(flag, values, f"item {v!r} is out of order; expected increasing "
                                             "values")
         out.append(converted)
     return tuple(out)
@@ -195,16 +205,16 @@ def folder(flag: str, path: str | None) -> str:
     """An existing folder to read from."""
     problem = folder_problem(path)
     if problem:
-        raise ConfigError(flag, path, problem)
+        raise FlagError(flag, path, problem)
     return path
 
 
 def new_or_folder(flag: str, path: str | None) -> str:
     """A folder that may not exist yet (read when it does): non-empty, and not a file."""
     if path is None or not str(path).strip():
-        raise ConfigError(flag, path, "empty; expected a folder (new or existing)")
+        raise FlagError(flag, path, "empty; expected a folder (new or existing)")
     if os.path.exists(os.path.expanduser(path)) and not os.path.isdir(os.path.expanduser(path)):
-        raise ConfigError(flag, path, "is a file; expected a folder (new or existing)")
+        raise FlagError(flag, path, "is a file; expected a folder (new or existing)")
     return path
 
 
@@ -213,7 +223,7 @@ def dataset(flag: str, name: Any) -> str:
     from cnn_jax import data  # pulls in TFDS for names it does not know itself
 
     if not isinstance(name, str) or not name.strip():
-        raise ConfigError(flag, name, "empty; expected a dataset name such as fashion_mnist")
+        raise FlagError(flag, name, "empty; expected a dataset name such as fashion_mnist")
     return wrap(flag, name, lambda: data.check_name(name) or name)
 
 
@@ -243,7 +253,7 @@ def examples(flag: str, n: Any, available: int | None, *, low: int = 0,
     """
     n = integer(flag, n, low)
     if available is not None and n > available:
-        raise ConfigError(flag, n, f"asks for more {what} than the {available} there are; "
+        raise FlagError(flag, n, f"asks for more {what} than the {available} there are; "
                                    f"expected an integer in [{low}, {available}]")
     return n
 
@@ -271,4 +281,4 @@ def sizes(flag: str, values: Sequence[Any], *, allow_empty: bool = False) -> tup
 def at_most(flag: str, value: int, limit: int, limit_text: str) -> None:
     """``value`` must not exceed ``limit`` (another flag's value, named in ``limit_text``)."""
     if value > limit:
-        raise ConfigError(flag, value, f"exceeds {limit_text}; expected at most {limit}")
+        raise FlagError(flag, value, f"exceeds {limit_text}; expected at most {limit}")

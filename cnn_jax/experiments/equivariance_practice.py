@@ -25,7 +25,7 @@ import numpy as np
 
 from cnn_jax import data as datasets
 from cnn_jax import equivariance_report, io
-from cnn_jax.config import ConfigError, TrainConfig
+from cnn_jax.config import TrainConfig
 from cnn_jax.experiments import checks, robustness, subruns
 from cnn_jax.io import atomic_write_text
 from cnn_jax.training import DeviceData
@@ -88,7 +88,7 @@ class PracticeConfig:
     command: str = ""
 
     def __post_init__(self):
-        """Checks every field; ``ConfigError`` names the script's flag (a model argument
+        """Checks every field; ``checks.FlagError`` names the script's flag (a model argument
         ``ARG`` of model ``M`` is ``--M_ARG``, a sweep ``--shifts``, ``--angles``, ``--zooms``)."""
         checks.dataset("dataset", self.dataset)
         if self.data_dir is not None:
@@ -100,11 +100,12 @@ class PracticeConfig:
                         checks.split_size(self.dataset, "test", self.data_dir), low=1,
                         what="test examples")
         if not self.models:
-            raise ConfigError("models", "", "empty; expected one or more models")
+            raise checks.FlagError("models", "", "empty; expected one or more models")
         for model, kwargs in self.models.items():
             check_model(model, kwargs)
         if not self.sweeps:
-            raise ConfigError("sweeps", "", f"empty; expected one or more of {robustness.KINDS}")
+            raise checks.FlagError("sweeps", "", f"empty; expected one or more of "
+                                                 f"{robustness.KINDS}")
         for magnitudes in (self.sweeps, self.equivariance_magnitudes or {}):
             for kind, values in magnitudes.items():
                 _check_magnitudes(kind, values)
@@ -118,13 +119,13 @@ POOLS = ("max", "avg", "none")
 
 
 def check_model(model: str, kwargs: Mapping[str, Any]) -> None:
-    """Checks a model's name and the arguments the script sets (``ConfigError``, flag
+    """Checks a model's name and the arguments the script sets (``checks.FlagError``, flag
     ``--MODEL_ARG``)."""
     from cnn_jax import models
 
     if model not in models.names():
-        raise ConfigError("models", model, f"unknown model; expected one of "
-                                           f"{', '.join(DEFAULT_MODELS)} or another registered one")
+        raise checks.FlagError("models", model, f"unknown model; expected one of "
+                               f"{', '.join(DEFAULT_MODELS)} or another registered one")
     for key, value in kwargs.items():
         flag = f"{model}_{key}"
         if key in ("features", "dense_units"):
@@ -133,15 +134,15 @@ def check_model(model: str, kwargs: Mapping[str, Any]) -> None:
             checks.integer(flag, value, 1)
         elif key == "kernel_size" and value is not None:
             if checks.integer(flag, value, 1) % 2 == 0:
-                raise ConfigError(flag, value, "even; expected an odd integer >= 1 (the filter "
-                                               "window has a centre)")
+                raise checks.FlagError(flag, value, "even; expected an odd integer >= 1 (the "
+                                                    "filter window has a centre)")
         elif key == "pool":
             checks.choice(flag, value, POOLS)
 
 
 def _check_magnitudes(kind: str, values: Sequence[float]) -> None:
     if kind not in SWEEP_FLAGS:
-        raise ConfigError("sweeps", kind, f"unknown kind; expected one of {robustness.KINDS}")
+        raise checks.FlagError("sweeps", kind, f"unknown kind; expected one of {robustness.KINDS}")
     flag = SWEEP_FLAGS[kind]
     magnitudes = checks.wrap(flag, values,
                              lambda: equivariance_report.check_magnitudes(kind, values))

@@ -56,7 +56,10 @@ class Settings:
 
     def __post_init__(self):
         checks.positive(self, "max_depth", "channels", "samples", "train_depth", "epochs")
-        checks.integer("size", self.size, 2 * self.max_depth + 1)  # the analytic field fits
+        if checks.integer("size", self.size) < 2 * self.max_depth + 1:
+            raise checks.FlagError("size", self.size, f"smaller than the analytic field at "
+                                   f"--max_depth={self.max_depth}; expected an integer >= "
+                                   f"{2 * self.max_depth + 1}")
         checks.number("mass", self.mass, 0, 1, low_open=True)
         checks.subsets(self.dataset, self.train_examples, self.test_examples)
         checks.seed("seed", self.seed)

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from cnn_jax import data as datasets
-from cnn_jax.config import ConfigError, EarlyStoppingConfig, TrainConfig
+from cnn_jax.config import EarlyStoppingConfig, TrainConfig
 from cnn_jax.data.dataset import Dataset
 from cnn_jax.experiments import checks, subruns
 from cnn_jax.io import atomic_write_text
@@ -81,7 +81,7 @@ class RotationConfig:
     command: str = ""
 
     def __post_init__(self):
-        """Checks every field (``ConfigError`` names the script's flag), the set sizes
+        """Checks every field (``checks.FlagError`` names the script's flag), the set sizes
         against the dataset's splits when their sizes are known without loading them."""
         checks.dataset("dataset", self.dataset)
         if self.data_dir is not None:
@@ -96,7 +96,7 @@ class RotationConfig:
         checks.items("conditions", self.conditions,
                      lambda v: checks.choice("conditions", v, CONDITIONS))
         if not self.models:
-            raise ConfigError("models", "", "empty; expected at least one model")
+            raise checks.FlagError("models", "", "empty; expected at least one model")
         for model, kwargs in self.models.items():
             checks.sizes(f"{model}_features", kwargs.get("features", (1,)))
         checks.number("learning_rate", self.learning_rate, 0, low_open=True)
@@ -108,7 +108,7 @@ def check_sizes(config: RotationConfig, train: int, test: int) -> None:
     images from the ``test`` of the test split and the train images left over.
 
     Raises:
-      ConfigError: naming the first count that does not fit.
+      checks.FlagError: naming the first count that does not fit.
     """
     checks.examples("n_train", config.n_train, train - 1, low=1,
                     what="train images (one must be left for --n_valid)")
@@ -141,7 +141,7 @@ def rotation_splits(config: RotationConfig) -> dict[str, Dataset]:
       uint8 [N, H, W, C]; rotated sets record ``params["angle"]`` (degrees, in [0, 360)).
 
     Raises:
-      ConfigError: the sizes ask for more images than the dataset has.
+      checks.FlagError: the sizes ask for more images than the dataset has.
     """
     train = datasets.load(config.dataset, "train", data_dir=config.data_dir)
     test = datasets.load(config.dataset, "test", data_dir=config.data_dir)
@@ -274,6 +274,10 @@ def run(config: RotationConfig, log: Callable[[str], None] = print) -> dict[str,
     num_classes, image_shape = shape.info.num_classes, shape.info.image_shape
     counts = {m: subruns.param_count(m, kw, image_shape, num_classes)
               for m, kw in config.models.items()}
+    members = [os.path.join(config.workdir, member_name(m, c, s))
+               for c in config.conditions for s in config.seeds for m in config.models]
+    if config.train and not all(os.path.exists(os.path.join(m, "test.json")) for m in members):
+        get_sets()  # before the first sub-run: a size the data contradict stops nothing midway
     rows = []
     total = len(config.seeds) * len(config.conditions) * len(config.models)
     for condition in config.conditions:

@@ -29,7 +29,6 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from cnn_jax.config import ConfigError
 from cnn_jax.experiments import checks, results
 from cnn_jax.layers.conv import Conv2D
 from cnn_jax.layers.local import LocallyConnected2D
@@ -119,8 +118,8 @@ class Settings:
         sizes = checks.items("sizes", self.sizes, lambda v: checks.as_int(v, self.kernel),
                              increasing=True)
         if len(sizes) < 2:
-            raise ConfigError("sizes", self.sizes, "give at least two increasing sizes, each >= "
-                                                   f"--kernel={self.kernel}")
+            raise checks.FlagError("sizes", self.sizes, "give at least two increasing sizes, "
+                                                        f"each >= --kernel={self.kernel}")
 
 
 def run(workdir: str, settings: Settings = Settings(), *, command_line: str | None = None

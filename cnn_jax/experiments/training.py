@@ -25,7 +25,7 @@ def load_subsets(dataset: str, train_examples: int, test_examples: int
     (0: all of it).
 
     Raises:
-      ConfigError: a count above the split's size (``field`` names its flag); the settings
+      checks.FlagError: a count above the split's size (``field`` names its flag); the settings
         refuse that before loading when the size is known (``checks.subsets``).
     """
     out = []
