@@ -135,13 +135,13 @@ def config_check(check: Callable[[], Any]) -> Any:
 
 @contextlib.contextmanager
 def errors_after_load(workdir: str):
-    """A :class:`cnn_jax.config.ConfigError` raised inside (a limit that only the loaded data
-    can contradict, such as more examples than a split holds) becomes a :func:`bad_flag`
-    line; a ``workdir`` that did not exist before is removed again."""
+    """A :class:`cnn_jax.experiments.checks.FlagError` raised inside (a limit that only the
+    loaded data can contradict, such as more examples than a split holds) becomes a
+    :func:`bad_flag` line; a ``workdir`` that did not exist before is removed again."""
     new = not os.path.exists(workdir)
     try:
         yield
-    except ConfigError as e:
+    except checks.FlagError as e:
         if new:
             shutil.rmtree(workdir, ignore_errors=True)
         bad_flag(e.field, e.value, e.problem)
