@@ -10,16 +10,21 @@ library, and the script turns its ``ValueError`` into a :func:`bad_flag` line.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import math
 import os
 import re
+import shutil
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
 from absl import app, flags
 from absl import logging as absl_logging
+
+from cnn_jax.config import ConfigError
+from cnn_jax.experiments import checks
+from cnn_jax.experiments.checks import as_float, as_int, show  # noqa: F401  (the scripts')
 
 FLAGS = flags.FLAGS
 
@@ -28,15 +33,6 @@ def usage_error(message: str) -> NoReturn:
     """Prints ``PROG: error: MESSAGE`` on stderr and exits with code 2 (no traceback)."""
     print(f"{os.path.basename(sys.argv[0])}: error: {message}", file=sys.stderr)
     sys.exit(2)
-
-
-def show(value: Any) -> str:
-    """A flag value as the user typed it: lists comma-joined, None as empty."""
-    if value is None:
-        return ""
-    if isinstance(value, (list, tuple)):
-        return ",".join(str(v) for v in value)
-    return str(value)
 
 
 def bad_flag(name: str, value: Any, problem: str) -> NoReturn:
@@ -57,85 +53,34 @@ def fail(message: str, code: int = 1) -> NoReturn:
 # ----------------------------------------------------------------------------- checks
 
 
-def as_int(value: Any, low: int | None = None, high: int | None = None) -> int:
-    """``value`` as an int in ``[low, high]`` (None: open), else ``ValueError`` saying why."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        try:
-            value = int(str(value).strip())
-        except ValueError:
-            raise ValueError(f"not an integer; expected {_range_text(low, high, 'an integer')}"
-                             ) from None
-    if (low is not None and value < low) or (high is not None and value > high):
-        raise ValueError(f"out of range; expected {_range_text(low, high, 'an integer')}")
-    return value
-
-
-def as_float(value: Any, low: float | None = None, high: float | None = None, *,
-             low_open: bool = False) -> float:
-    """``value`` as a finite float in range (``low_open``: ``> low``), else ``ValueError``."""
-    allowed = _range_text(low, high, "a finite number", low_open)
-    try:
-        number = float(str(value).strip())
-    except ValueError:
-        raise ValueError(f"not a number; expected {allowed}") from None
-    if not math.isfinite(number):
-        raise ValueError(f"not finite; expected {allowed}")
-    if ((low is not None and (number <= low if low_open else number < low))
-            or (high is not None and number > high)):
-        raise ValueError(f"out of range; expected {allowed}")
-    return number
-
-
-def _range_text(low, high, what: str, low_open: bool = False) -> str:
-    if low is not None and high is not None:
-        return f"{what} in {'(' if low_open else '['}{low}, {high}]"
-    if low is not None:
-        return f"{what} {'>' if low_open else '>='} {low}"
-    if high is not None:
-        return f"{what} <= {high}"
-    return what
-
-
 def check_int(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
     """:func:`as_int`, with a :func:`bad_flag` line for a bad value."""
-    return library_check(name, value, lambda: as_int(value, low, high))
+    return config_check(lambda: checks.integer(name, value, low, high))
 
 
 def check_float(name: str, value: Any, low: float | None = None, high: float | None = None,
                 *, low_open: bool = False) -> float:
     """:func:`as_float`, with a :func:`bad_flag` line for a bad value."""
-    return library_check(name, value, lambda: as_float(value, low, high, low_open=low_open))
+    return config_check(lambda: checks.number(name, value, low, high, low_open=low_open))
 
 
 def check_choice(name: str, value: Any, allowed: Sequence[str]) -> str:
     """``value`` if it is one of ``allowed``, else :func:`bad_flag` listing them."""
-    if value not in allowed:
-        what = "empty" if value in ("", None) else "unknown"
-        bad_flag(name, value, f"{what}; expected one of {', '.join(map(str, allowed))}")
-    return value
+    return config_check(lambda: checks.choice(name, value, allowed))
 
 
 def check_list(name: str, values: Sequence[str] | None, item: Callable[[str], Any], *,
-               allow_empty: bool = False) -> list:
+               allow_empty: bool = False, unique: bool = False) -> list:
     """Each item of a comma-separated list flag through ``item``.
 
     ``item`` converts one string or raises ``ValueError`` saying what is wrong (e.g.
     ``lambda v: as_int(v, 0)``); the :func:`bad_flag` line shows the whole list as typed
     and names the bad item. An empty list (``--NAME=``) or item (``a,,b``) is an error
-    unless ``allow_empty``.
+    unless ``allow_empty``; a repeated item is one with ``unique``
+    (:func:`cnn_jax.experiments.checks.items`).
     """
-    values = list(values or [])
-    if not values and not allow_empty:
-        bad_flag(name, values, "empty; expected a comma-separated list")
-    if any(not v.strip() for v in values):
-        bad_flag(name, values, "has an empty item; expected a comma-separated list")
-    out = []
-    for v in values:
-        try:
-            out.append(item(v))
-        except ValueError as e:
-            bad_flag(name, values, f"item {v!r} is {_one_line(str(e))}")
-    return out
+    return list(config_check(lambda: checks.items(name, values, item, allow_empty=allow_empty,
+                                                   unique=unique)))
 
 
 def check_output(name: str, path: str | None, *, folder: bool) -> str:
@@ -176,12 +121,30 @@ def check_output(name: str, path: str | None, *, folder: bool) -> str:
 
 def check_folder(name: str, path: str | None) -> str:
     """An existing folder to read from, else :func:`bad_flag`."""
-    if path is None or not str(path).strip():
-        bad_flag(name, path, "empty; expected an existing folder")
-    if not os.path.isdir(os.path.expanduser(path)):
-        what = "is a file" if os.path.exists(os.path.expanduser(path)) else "does not exist"
-        bad_flag(name, path, f"{what}; expected an existing folder")
-    return path
+    return config_check(lambda: checks.folder(name, path))
+
+
+def config_check(check: Callable[[], Any]) -> Any:
+    """Runs a check that raises :class:`cnn_jax.config.ConfigError` naming its flag (the
+    :mod:`cnn_jax.experiments.checks` ones); the error becomes a :func:`bad_flag` line."""
+    try:
+        return check()
+    except ConfigError as e:
+        bad_flag(e.field, e.value, e.problem)
+
+
+@contextlib.contextmanager
+def errors_after_load(workdir: str):
+    """A :class:`cnn_jax.experiments.checks.FlagError` raised inside (a limit that only the
+    loaded data can contradict, such as more examples than a split holds) becomes a
+    :func:`bad_flag` line; a ``workdir`` that did not exist before is removed again."""
+    new = not os.path.exists(workdir)
+    try:
+        yield
+    except checks.FlagError as e:
+        if new:
+            shutil.rmtree(workdir, ignore_errors=True)
+        bad_flag(e.field, e.value, e.problem)
 
 
 def library_check(name: str, value: Any, check: Callable[[], Any]) -> Any:

@@ -3,9 +3,11 @@
 ``python scripts/dense_vs_conv.py --flagfile=experiments/dense_vs_conv.flags``
 """
 
-from _experiment import main
+from _experiment import define, main
 
 from cnn_jax.experiments import dense_vs_conv
 
+settings_from_flags = define(dense_vs_conv)  # the whole-configuration check, first in main
+
 if __name__ == "__main__":
-    main(dense_vs_conv)
+    main(dense_vs_conv, settings_from_flags)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import shlex
 import sys
 
-from _cli import run, usage_error
-from _experiment_cli import number_list, show_progress
+from _cli import check_output, config_check, errors_after_load, run, show_progress, usage_error
 from absl import flags
+
+from cnn_jax.experiments import checks
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Output folder (sub-runs, tables, figures).")
@@ -45,46 +46,59 @@ flags.DEFINE_boolean("equivariance_like_sweeps", False,
 flags.DEFINE_boolean("quick", False, "Mark the run as a smoke test.")
 
 
-def model_kwargs() -> dict[str, dict]:
+def _items(name: str, kind=checks.as_int) -> tuple:
+    """List flag ``name``, each item converted (syntax only; the config checks the values)."""
+    return config_check(lambda: checks.items(name, FLAGS[name].value, kind, allow_empty=True,
+                                             unique=False))
+
+
+def model_kwargs() -> tuple[dict[str, dict], dict[str, dict]]:
+    """``(every model's arguments, those of the models --models names)``."""
+    dense = config_check(lambda: checks.integer("cnn_dense_units", FLAGS.cnn_dense_units, 1))
     known = {
         "mlp": {"num_layers": 1, "units": FLAGS.mlp_units},
-        "cnn": {"features": number_list("cnn_features"), "dense_units": (FLAGS.cnn_dense_units,)},
-        "p4cnn": {"features": number_list("p4cnn_features")},
-        "sesn": {"features": number_list("sesn_features"), "kernel_size": FLAGS.sesn_kernel_size,
+        "cnn": {"features": _items("cnn_features"), "dense_units": (dense,)},
+        "p4cnn": {"features": _items("p4cnn_features")},
+        "sesn": {"features": _items("sesn_features"), "kernel_size": FLAGS.sesn_kernel_size,
                  "num_scales": FLAGS.sesn_num_scales, "pool": FLAGS.sesn_pool},
     }
-    unknown = [m for m in FLAGS.models if m not in known]
-    if unknown or not FLAGS.models:
-        usage_error(f"--models={','.join(FLAGS.models)}: allowed are {sorted(known)}")
-    if FLAGS.sesn_pool not in ("max", "avg", "none"):
-        usage_error(f"--sesn_pool={FLAGS.sesn_pool}: allowed are max, avg, none")
-    return {m: known[m] for m in FLAGS.models}
+    names = config_check(lambda: checks.items("models", FLAGS.models,
+                                              lambda m: checks.choice("models", m, tuple(known))))
+    return known, {m: known[m] for m in names}
+
+
+def config_from_flags():
+    """The whole configuration, checked (a bad value: one line, exit 2); nothing is loaded.
+
+    Every flag is checked, the model arguments of models left out of ``--models`` too."""
+    from cnn_jax.experiments import equivariance_practice as practice
+
+    check_output("workdir", FLAGS.workdir, folder=True)
+    known, models = model_kwargs()
+    for name, kwargs in known.items():  # the models left out of --models too
+        config_check(lambda n=name, k=kwargs: practice.check_model(n, k))
+    sweeps = {"shift": _items("shifts", checks.as_float),
+              "rotate": _items("angles", checks.as_float),
+              "scale": _items("zooms", checks.as_float)}
+    return config_check(lambda: practice.PracticeConfig(
+        workdir=FLAGS.workdir, dataset=FLAGS.dataset, data_dir=FLAGS.data_dir,
+        n_train=FLAGS.n_train, n_eval=FLAGS.n_eval, models=models, sweeps=sweeps,
+        epochs=FLAGS.epochs, batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
+        seed=FLAGS.seed, equivariance_batch=FLAGS.equivariance_batch,
+        equivariance_magnitudes=sweeps if FLAGS.equivariance_like_sweeps else None,
+        quick=FLAGS.quick,
+        command=shlex.join(["python", "scripts/equivariance_practice.py", *sys.argv[1:]])))
 
 
 def main(argv):
     show_progress()
     if len(argv) > 1:
         usage_error(f"unexpected arguments {argv[1:]}")
-    if FLAGS.workdir is None:
-        usage_error("--workdir is required (set it in the flagfile)")
-    models = model_kwargs()
-    sweeps = {"shift": number_list("shifts", float), "rotate": number_list("angles", float),
-              "scale": number_list("zooms", float)}
+    config = config_from_flags()
     from cnn_jax.experiments import equivariance_practice as practice
 
-    try:
-        config = practice.PracticeConfig(
-            workdir=FLAGS.workdir, dataset=FLAGS.dataset, data_dir=FLAGS.data_dir,
-            n_train=FLAGS.n_train, n_eval=FLAGS.n_eval, models=models, sweeps=sweeps,
-            epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
-            learning_rate=FLAGS.learning_rate, seed=FLAGS.seed,
-            equivariance_batch=FLAGS.equivariance_batch,
-            equivariance_magnitudes=sweeps if FLAGS.equivariance_like_sweeps else None,
-            quick=FLAGS.quick,
-            command=shlex.join(["python", "scripts/equivariance_practice.py", *sys.argv[1:]]))
-    except ValueError as e:
-        usage_error(str(e))
-    record = practice.run(config, log=lambda m: print(m, file=sys.stderr, flush=True))
+    with errors_after_load(config.workdir):
+        record = practice.run(config, log=lambda m: print(m, file=sys.stderr, flush=True))
     print(record["finding"])
 
 

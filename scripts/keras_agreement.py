@@ -7,9 +7,11 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "jax")  # Keras 3 without TensorFlow
 
-from _experiment import main  # noqa: E402
+from _experiment import define, main  # noqa: E402
 
 from cnn_jax.experiments import keras_agreement  # noqa: E402
 
+settings_from_flags = define(keras_agreement)  # the whole-configuration check, first in main
+
 if __name__ == "__main__":
-    main(keras_agreement)
+    main(keras_agreement, settings_from_flags)

@@ -6,7 +6,10 @@ Reads the workdir each ``experiments/*.flags`` names, copies its small result fi
 
 from __future__ import annotations
 
-from _cli import run, usage_error
+import glob
+import os
+
+from _cli import bad_flag, check_folder, check_output, run, usage_error
 from absl import flags
 
 FLAGS = flags.FLAGS
@@ -16,11 +19,26 @@ flags.DEFINE_boolean("quick", False, "Report the quick variants (experiments/*_q
 flags.DEFINE_boolean("from_report", False, "Rebuild REPORT.md from OUT alone (no workdirs).")
 
 
+def check_flags() -> None:
+    """The whole configuration, checked (a bad value: one line, exit 2); nothing is read or
+    written."""
+    check_folder("root", FLAGS.root)
+    pattern = "*_quick.flags" if FLAGS.quick else "*.flags"
+    found = [p for p in glob.glob(os.path.join(FLAGS.root, "experiments", pattern))
+             if p.endswith("_quick.flags") == FLAGS.quick]
+    if not found:
+        bad_flag("root", FLAGS.root, f"has no experiments/{pattern}"
+                 f"{' (--quick)' if FLAGS.quick else ''}; expected the repository root")
+    if FLAGS.from_report:
+        check_folder("out", FLAGS.out)  # rebuilt from what it holds
+    else:
+        check_output("out", FLAGS.out, folder=True)
+
+
 def main(argv):
     if len(argv) > 1:
         usage_error(f"unexpected arguments {argv[1:]}")
-    if not FLAGS.out:
-        usage_error(f"--out={FLAGS.out!r}: must name a folder")
+    check_flags()
     from cnn_jax.experiments import report
 
     status = report.build(FLAGS.out, FLAGS.root, quick=FLAGS.quick,

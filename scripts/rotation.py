@@ -10,9 +10,10 @@ from __future__ import annotations
 import shlex
 import sys
 
-from _cli import run, usage_error
-from _experiment_cli import number_list, show_progress
+from _cli import check_output, config_check, errors_after_load, run, show_progress, usage_error
 from absl import flags
+
+from cnn_jax.experiments import checks
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Output folder (sub-runs, tables, figures).")
@@ -34,32 +35,36 @@ flags.DEFINE_boolean("train", True, "--notrain: only collect the finished sub-ru
 flags.DEFINE_boolean("quick", False, "Mark the run as a smoke test.")
 
 
+def config_from_flags():
+    """The whole configuration, checked (a bad value: one line, exit 2); nothing is loaded."""
+    from cnn_jax.experiments import rotation
+
+    check_output("workdir", FLAGS.workdir, folder=True)
+    ints = lambda name: config_check(  # noqa: E731  (syntax only; the config checks ranges)
+        lambda: checks.items(name, FLAGS[name].value, checks.as_int, allow_empty=True,
+                             unique=False))
+    models = {"cnn": {**rotation.CNN_KWARGS, "features": ints("cnn_features")},
+              "p4cnn": {**rotation.P4CNN_KWARGS, "features": ints("p4cnn_features")}}
+    return config_check(lambda: rotation.RotationConfig(
+        workdir=FLAGS.workdir, dataset=FLAGS.dataset, data_dir=FLAGS.data_dir,
+        n_train=FLAGS.n_train, n_valid=FLAGS.n_valid, n_test=FLAGS.n_test,
+        data_seed=FLAGS.data_seed, seeds=ints("seeds"), conditions=tuple(FLAGS.conditions),
+        models=models, epochs=FLAGS.epochs, batch_size=FLAGS.batch_size,
+        learning_rate=FLAGS.learning_rate, patience=FLAGS.patience, train=FLAGS.train,
+        quick=FLAGS.quick,
+        command=shlex.join(["python", "scripts/rotation.py",  # what trains, not --notrain
+                            *(a for a in sys.argv[1:] if a != "--notrain")])))
+
+
 def main(argv):
     show_progress()
     if len(argv) > 1:
         usage_error(f"unexpected arguments {argv[1:]}")
-    if FLAGS.workdir is None:
-        usage_error("--workdir is required (set it in the flagfile)")
+    config = config_from_flags()
     from cnn_jax.experiments import rotation
 
-    models = {"cnn": {**rotation.CNN_KWARGS, "features": number_list("cnn_features")},
-              "p4cnn": {**rotation.P4CNN_KWARGS, "features": number_list("p4cnn_features")}}
-    try:
-        config = rotation.RotationConfig(
-            workdir=FLAGS.workdir, dataset=FLAGS.dataset, data_dir=FLAGS.data_dir,
-            n_train=FLAGS.n_train, n_valid=FLAGS.n_valid, n_test=FLAGS.n_test,
-            data_seed=FLAGS.data_seed, seeds=number_list("seeds"),
-            conditions=tuple(FLAGS.conditions), models=models, epochs=FLAGS.epochs,
-            batch_size=FLAGS.batch_size, learning_rate=FLAGS.learning_rate,
-            patience=FLAGS.patience, train=FLAGS.train, quick=FLAGS.quick,
-            command=shlex.join(["python", "scripts/rotation.py",  # what trains, not --notrain
-                                *(a for a in sys.argv[1:] if a != "--notrain")]))
-    except ValueError as e:
-        usage_error(str(e))
-    try:
+    with errors_after_load(config.workdir):
         record = rotation.run(config, log=lambda m: print(m, file=sys.stderr, flush=True))
-    except ValueError as e:
-        usage_error(str(e))
     print(f"{record['status']}: {record['finding']}")
 
 

@@ -17,6 +17,8 @@ import sys
 import numpy as np
 import pytest
 
+from tests.script_checks import failures, line_ok, walk
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(ROOT, "scripts")
 CHECKS = {"benchmark.py": "check_flags", "equivariance.py": "settings_from_flags"}
@@ -115,44 +117,16 @@ def _base(script, scratch, runs):
             f"--checkpoint={runs['good']}"]
 
 
-def _line_ok(script, flag, stderr):
-    lines = [x for x in stderr.splitlines() if x.strip()]
-    return (len(lines) == 1 and lines[0].startswith(f"{script}: error: --{flag}=")
-            and "Traceback" not in stderr)
-
-
 @pytest.fixture(scope="module")
 def walked(tmp_path_factory):
     """Runs every case (and one good configuration per script) through the scripts' checks."""
     tmp = tmp_path_factory.mktemp("script_errors")
     fx = _fixtures(tmp)
     runs = _trained_runs(fx)
-    cases = _cases(fx, runs)
-    procs, inputs = {}, {}
-    for script, function in CHECKS.items():
-        todo = [(None, None)] + [(f, v) for s, f, v in cases if s == script]
-        items = []
-        for i, (flag, value) in enumerate(todo):
-            scratch = tmp / f"{script}-{i}"
-            scratch.mkdir()
-            args = _base(script, scratch, runs)
-            if flag is not None:
-                args = [a for a in args if not a.startswith(f"--{flag}=")] + [f"--{flag}={value}"]
-            items.append({"args": args, "scratch": str(scratch), "flag": flag, "value": value})
-        inputs[script] = items
-        env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": ROOT}
-        procs[script] = subprocess.Popen(
-            [sys.executable, os.path.join(ROOT, "tests", "script_checks.py"),
-             os.path.join(SCRIPTS, script), function], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
-    out = {}
-    for script, proc in procs.items():  # both scripts' walks run in parallel
-        stdout, stderr = proc.communicate(json.dumps(inputs[script]), timeout=300)
-        assert proc.returncode == 0, stderr[-3000:]
-        results = json.loads(stdout)
-        out[script] = [{**case, **res} for case, res in zip(inputs[script], results,
-                                                            strict=True)]
-    return out
+    cases = {s: [] for s in CHECKS}
+    for script, flag, value in _cases(fx, runs):
+        cases[script].append((flag, value))
+    return walk(tmp, CHECKS, cases, lambda script, scratch: _base(script, scratch, runs))
 
 
 @pytest.mark.parametrize("script", sorted(CHECKS))
@@ -168,15 +142,8 @@ def test_every_malformed_value_is_one_line_naming_the_flag_before_any_work(walke
     bad = walked[script][1:]
     flags_walked = {c["flag"] for c in bad}
     assert len(bad) >= 40 if script == "benchmark.py" else len(bad) >= 45
-    failures = []
-    for case in bad:
-        typed = f"--{case['flag']}={case['value']}"
-        if case["code"] != 2 or not _line_ok(script, case["flag"], case["stderr"]):
-            failures.append(f"{typed}: exit {case['code']}, stderr {case['stderr']!r}")
-        elif case["compiled"] or case["loaded"] or case["files"]:
-            failures.append(f"{typed}: work before the error: {case['compiled']} compilations,"
-                            f" {case['loaded']} data loads, files {case['files']}")
-    assert not failures, "\n".join(failures)
+    problems = failures(script, bad)
+    assert not problems, "\n".join(problems)
     # every flag the script defines is walked (the internal ones too)
     defined = set(re.findall(r'flags\.DEFINE_\w+\(\s*"(\w+)"',
                              open(os.path.join(SCRIPTS, script)).read()))
@@ -203,5 +170,5 @@ def test_end_to_end_the_real_scripts_exit_2_with_one_line_and_write_nothing(tmp_
     procs = [(s, f, _run(s, *a, cwd=tmp_path)) for s, f, a in cases]  # all at once
     for script, flag, proc in procs:
         _, err = proc.communicate(timeout=120)
-        assert proc.returncode == 2 and _line_ok(script, flag, err), (script, flag, err)
+        assert proc.returncode == 2 and line_ok(script, flag, err), (script, flag, err)
     assert os.listdir(tmp_path) == []  # no workdir, no report, nothing in the cwd

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnn_jax import ops
-from cnn_jax.experiments import results
+from cnn_jax.experiments import checks, results
 from cnn_jax.experiments.training import load_subsets, train
 
 __all__ = ["EMBOSS", "Settings", "flip_identity", "run", "sobel_similarity"]
@@ -45,9 +45,15 @@ class Settings:
     quick: bool = False
 
     def __post_init__(self):
-        for name in ("epochs", "images", "maps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name}={getattr(self, name)}: must be >= 1")
+        checks.subsets(self.dataset, self.train_examples, self.test_examples)
+        checks.positive(self, "epochs", "images", "maps")
+        checks.sizes("features", self.features)
+        checks.sizes("dense_units", self.dense_units, allow_empty=True)
+        checks.seed("seed", self.seed)
+        checks.at_most("maps", self.maps, self.features[0], "the first stage's filters "
+                       "(--features)")
+        if self.test_examples:
+            checks.at_most("images", self.images, self.test_examples, "--test_examples")
 
 
 def flip_identity(image: np.ndarray, kernel: np.ndarray) -> dict[str, np.ndarray]:

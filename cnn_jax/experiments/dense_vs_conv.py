@@ -12,7 +12,7 @@ import dataclasses
 
 import numpy as np
 
-from cnn_jax.experiments import results
+from cnn_jax.experiments import checks, results
 from cnn_jax.experiments.training import load_subsets, train
 from cnn_jax.plotting import plt
 
@@ -41,9 +41,13 @@ class Settings:
     quick: bool = False
 
     def __post_init__(self):
-        for name in ("epochs", "mlp_layers", "mlp_units", "templates"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name}={getattr(self, name)}: must be >= 1")
+        checks.subsets(self.dataset, self.train_examples, self.test_examples)
+        checks.positive(self, "epochs", "mlp_layers", "mlp_units", "templates")
+        checks.sizes("features", self.features)
+        checks.sizes("dense_units", self.dense_units, allow_empty=True)
+        checks.seed("seed", self.seed)
+        checks.at_most("templates", self.templates, self.mlp_units, "the MLP's units "
+                       "(--mlp_units)")
 
 
 def _grid(subfig, images, cols, title):

@@ -26,12 +26,12 @@ import numpy as np
 from cnn_jax import data as datasets
 from cnn_jax import equivariance_report, io
 from cnn_jax.config import TrainConfig
-from cnn_jax.experiments import robustness, subruns
+from cnn_jax.experiments import checks, robustness, subruns
 from cnn_jax.io import atomic_write_text
 from cnn_jax.training import DeviceData
 from cnn_jax.training.restore import restore_params
 
-__all__ = ["DEFAULT_MODELS", "PracticeConfig", "run"]
+__all__ = ["DEFAULT_MODELS", "PracticeConfig", "check_model", "run"]
 
 NAME = "equivariance_practice"
 DEFAULT_MODELS = {
@@ -88,23 +88,75 @@ class PracticeConfig:
     command: str = ""
 
     def __post_init__(self):
-        for name in ("n_train", "n_eval", "epochs", "batch_size", "equivariance_batch"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        """Checks every field; ``checks.FlagError`` names the script's flag (a model argument
+        ``ARG`` of model ``M`` is ``--M_ARG``, a sweep ``--shifts``, ``--angles``, ``--zooms``)."""
+        checks.dataset("dataset", self.dataset)
+        if self.data_dir is not None:
+            checks.folder("data_dir", self.data_dir)
+        checks.examples("n_train", self.n_train,
+                        checks.split_size(self.dataset, "train", self.data_dir), low=1,
+                        what="train examples")
+        checks.examples("n_eval", self.n_eval,
+                        checks.split_size(self.dataset, "test", self.data_dir), low=1,
+                        what="test examples")
         if not self.models:
-            raise ValueError("models must name at least one model")
-        if set(self.sweeps) - set(robustness.KINDS) or not self.sweeps:
-            raise ValueError(f"sweeps keys must be a non-empty subset of {robustness.KINDS}, "
-                             f"got {sorted(self.sweeps)!r}")
+            raise checks.FlagError("models", "", "empty; expected one or more models")
+        for model, kwargs in self.models.items():
+            check_model(model, kwargs)
+        if not self.sweeps:
+            raise checks.FlagError("sweeps", "", f"empty; expected one or more of "
+                                                 f"{robustness.KINDS}")
+        for magnitudes in (self.sweeps, self.equivariance_magnitudes or {}):
+            for kind, values in magnitudes.items():
+                _check_magnitudes(kind, values)
+        checks.positive(self, "epochs", "batch_size", "equivariance_batch")
+        checks.number("learning_rate", self.learning_rate, 0, low_open=True)
+        checks.seed("seed", self.seed)
+
+
+SWEEP_FLAGS = {"shift": "shifts", "rotate": "angles", "scale": "zooms"}
+POOLS = ("max", "avg", "none")
+
+
+def check_model(model: str, kwargs: Mapping[str, Any]) -> None:
+    """Checks a model's name and the arguments the script sets (``checks.FlagError``, flag
+    ``--MODEL_ARG``)."""
+    from cnn_jax import models
+
+    if model not in models.names():
+        raise checks.FlagError("models", model, f"unknown model; expected one of "
+                               f"{', '.join(DEFAULT_MODELS)} or another registered one")
+    for key, value in kwargs.items():
+        flag = f"{model}_{key}"
+        if key in ("features", "dense_units"):
+            checks.sizes(flag, value)
+        elif key in ("units", "num_layers", "num_scales"):
+            checks.integer(flag, value, 1)
+        elif key == "kernel_size" and value is not None:
+            if checks.integer(flag, value, 1) % 2 == 0:
+                raise checks.FlagError(flag, value, "even; expected an odd integer >= 1 (the "
+                                                    "filter window has a centre)")
+        elif key == "pool":
+            checks.choice(flag, value, POOLS)
+
+
+def _check_magnitudes(kind: str, values: Sequence[float]) -> None:
+    if kind not in SWEEP_FLAGS:
+        raise checks.FlagError("sweeps", kind, f"unknown kind; expected one of {robustness.KINDS}")
+    flag = SWEEP_FLAGS[kind]
+    magnitudes = checks.wrap(flag, values,
+                             lambda: equivariance_report.check_magnitudes(kind, values))
+    checks.items(flag, magnitudes, float)  # no repeats
 
 
 def _load(config: PracticeConfig):
     train = datasets.load(config.dataset, "train", data_dir=config.data_dir)
-    if config.n_train > len(train):
-        raise ValueError(f"n_train={config.n_train} exceeds the {len(train)} training images")
+    checks.examples("n_train", config.n_train, len(train), low=1, what="train examples")
     perm = np.random.default_rng(config.seed).permutation(len(train))[: config.n_train]
     train = datasets.select(train, np.sort(perm), "[train subset]")
-    test = datasets.load(config.dataset, f"test[:{config.n_eval}]", data_dir=config.data_dir)
+    test = datasets.load(config.dataset, "test", data_dir=config.data_dir)
+    checks.examples("n_eval", config.n_eval, len(test), low=1, what="test examples")
+    test = datasets.select(test, slice(0, config.n_eval), f"[:{config.n_eval}]")
     return train, test
 
 

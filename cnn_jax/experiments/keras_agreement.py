@@ -28,7 +28,7 @@ import numpy as np
 
 from cnn_jax import io
 from cnn_jax.config import EarlyStoppingConfig, TrainConfig
-from cnn_jax.experiments import results
+from cnn_jax.experiments import checks, results
 from cnn_jax.plotting import plt
 
 __all__ = ["Settings", "Welch", "run", "welch_test"]
@@ -57,15 +57,12 @@ class Settings:
     quick: bool = False
 
     def __post_init__(self):
-        for name in ("units", "epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name}={getattr(self, name)}: must be >= 1")
-        if self.patience < 0:
-            raise ValueError(f"--patience={self.patience}: must be >= 0")
-        if not self.depths or min(self.depths) < 0:
-            raise ValueError(f"--depths={','.join(map(str, self.depths))}: expected depths >= 0")
-        if not self.seeds or min(self.seeds) < 0:
-            raise ValueError(f"--seeds={','.join(map(str, self.seeds))}: expected seeds >= 0")
+        checks.subsets(self.dataset, self.train_examples, self.test_examples)
+        checks.items("depths", self.depths, lambda v: checks.as_int(v, 0))
+        checks.items("seeds", self.seeds, lambda v: checks.as_int(v, 0, checks.MAX_SEED))
+        checks.positive(self, "units", "epochs", "batch_size")
+        checks.integer("patience", self.patience, 0)
+        checks.new_or_folder("ours_dir", self.ours_dir)
 
 
 class Welch(NamedTuple):

@@ -14,7 +14,7 @@ import dataclasses
 import numpy as np
 
 from cnn_jax import transforms
-from cnn_jax.experiments import results
+from cnn_jax.experiments import checks, results
 from cnn_jax.experiments.robustness import accuracy_under_transform, predictor
 from cnn_jax.experiments.training import load_subsets, train
 from cnn_jax.plotting import plt
@@ -43,9 +43,11 @@ class Settings:
     quick: bool = False
 
     def __post_init__(self):
-        for name in ("epochs", "max_shift"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name}={getattr(self, name)}: must be >= 1")
+        checks.subsets(self.dataset, self.train_examples, self.test_examples)
+        checks.positive(self, "epochs", "max_shift")
+        checks.sizes("features", self.features)
+        checks.sizes("dense_units", self.dense_units, allow_empty=True)
+        checks.seed("seed", self.seed)
 
 
 def shift_accuracy(predict, params, images, labels, max_shift: int) -> np.ndarray:

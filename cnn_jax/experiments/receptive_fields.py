@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnn_jax import models, receptive_field
-from cnn_jax.experiments import results
+from cnn_jax.experiments import checks, results
 from cnn_jax.experiments.training import load_subsets, train
 from cnn_jax.plotting import plt
 
@@ -55,14 +55,17 @@ class Settings:
     quick: bool = False
 
     def __post_init__(self):
-        for name in ("max_depth", "channels", "samples", "train_depth", "epochs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name}={getattr(self, name)}: must be >= 1")
-        if self.size < 2 * self.max_depth + 1:
-            raise ValueError(f"--size={self.size}: must be >= 2 * --max_depth + 1 = "
-                             f"{2 * self.max_depth + 1} so the analytic field fits")
-        if not 0 < self.mass <= 1:
-            raise ValueError(f"--mass={self.mass}: must be in (0, 1]")
+        checks.positive(self, "max_depth", "channels", "samples", "train_depth", "epochs")
+        if checks.integer("size", self.size) < 2 * self.max_depth + 1:
+            raise checks.FlagError("size", self.size, f"smaller than the analytic field at "
+                                   f"--max_depth={self.max_depth}; expected an integer >= "
+                                   f"{2 * self.max_depth + 1}")
+        checks.number("mass", self.mass, 0, 1, low_open=True)
+        checks.subsets(self.dataset, self.train_examples, self.test_examples)
+        checks.seed("seed", self.seed)
+        checks.at_most("train_depth", self.train_depth, self.max_depth, "--max_depth")
+        if self.test_examples:
+            checks.at_most("samples", self.samples, self.test_examples, "--test_examples")
 
 
 def analytic_table(max_depth: int) -> list[dict]:
@@ -144,11 +147,11 @@ def run(workdir: str, settings: Settings = Settings(), *, command_line: str | No
     """Analytic table, ERF at init for every depth, ERF before/after training at
     ``train_depth``; writes CSVs, figures and ``experiment.json``."""
     s = settings
+    train_set, test_set = load_subsets(s.dataset, s.train_examples, s.test_examples)
     rows = analytic_table(s.max_depth)
     table_rf = results.write_csv(workdir, "analytic.csv", rows)
     init = _init_fields(s, np.random.default_rng(s.seed))
 
-    train_set, test_set = load_subsets(s.dataset, s.train_examples, s.test_examples)
     kwargs = {"features": (s.channels,) * s.train_depth, "padding": "same", "pool": "none",
               "head": "gap"}
     model, trained, fit_results = train(f"{workdir}/cnn", "cnn", kwargs, train_set, test_set,

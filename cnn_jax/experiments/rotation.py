@@ -26,7 +26,7 @@ import numpy as np
 from cnn_jax import data as datasets
 from cnn_jax.config import EarlyStoppingConfig, TrainConfig
 from cnn_jax.data.dataset import Dataset
-from cnn_jax.experiments import subruns
+from cnn_jax.experiments import checks, subruns
 from cnn_jax.io import atomic_write_text
 from cnn_jax.training import DeviceData
 
@@ -81,16 +81,42 @@ class RotationConfig:
     command: str = ""
 
     def __post_init__(self):
-        for name in ("n_train", "n_valid", "n_test", "epochs", "batch_size"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        if not self.seeds:
-            raise ValueError(f"seeds must not be empty, got {self.seeds!r}")
-        if not self.conditions or set(self.conditions) - set(CONDITIONS):
-            raise ValueError(f"conditions must be a non-empty subset of {CONDITIONS}, "
-                             f"got {self.conditions!r}")
-        if self.patience < 0:
-            raise ValueError(f"patience must be >= 0, got {self.patience!r}")
+        """Checks every field (``checks.FlagError`` names the script's flag), the set sizes
+        against the dataset's splits when their sizes are known without loading them."""
+        checks.dataset("dataset", self.dataset)
+        if self.data_dir is not None:
+            checks.folder("data_dir", self.data_dir)
+        checks.positive(self, "n_train", "n_valid", "n_test", "epochs", "batch_size")
+        train = checks.split_size(self.dataset, "train", self.data_dir)
+        test = checks.split_size(self.dataset, "test", self.data_dir)
+        if train is not None and test is not None:
+            check_sizes(self, train, test)
+        checks.seed("data_seed", self.data_seed)
+        checks.items("seeds", self.seeds, lambda v: checks.as_int(v, 0, checks.MAX_SEED))
+        checks.items("conditions", self.conditions,
+                     lambda v: checks.choice("conditions", v, CONDITIONS))
+        if not self.models:
+            raise checks.FlagError("models", "", "empty; expected at least one model")
+        for model, kwargs in self.models.items():
+            checks.sizes(f"{model}_features", kwargs.get("features", (1,)))
+        checks.number("learning_rate", self.learning_rate, 0, low_open=True)
+        checks.integer("patience", self.patience, 0)
+
+
+def check_sizes(config: RotationConfig, train: int, test: int) -> None:
+    """``n_train + n_valid`` images of a train split of ``train`` images, and ``n_test`` test
+    images from the ``test`` of the test split and the train images left over.
+
+    Raises:
+      checks.FlagError: naming the first count that does not fit.
+    """
+    checks.examples("n_train", config.n_train, train - 1, low=1,
+                    what="train images (one must be left for --n_valid)")
+    checks.examples("n_valid", config.n_valid, train - config.n_train, low=1,
+                    what="train images left after --n_train")
+    checks.examples("n_test", config.n_test, test + train - config.n_train - config.n_valid,
+                    low=1, what="test images (the test split plus the train images left after "
+                                "--n_train and --n_valid)")
 
 
 def _concat(a: Dataset, b: Dataset) -> Dataset:
@@ -115,16 +141,13 @@ def rotation_splits(config: RotationConfig) -> dict[str, Dataset]:
       uint8 [N, H, W, C]; rotated sets record ``params["angle"]`` (degrees, in [0, 360)).
 
     Raises:
-      ValueError: the sizes ask for more images than the dataset has.
+      checks.FlagError: the sizes ask for more images than the dataset has.
     """
     train = datasets.load(config.dataset, "train", data_dir=config.data_dir)
     test = datasets.load(config.dataset, "test", data_dir=config.data_dir)
+    check_sizes(config, len(train), len(test))
     fit_n = config.n_train + config.n_valid
     extra = max(0, config.n_test - len(test))
-    if fit_n + extra > len(train):
-        raise ValueError(
-            f"n_train + n_valid + (n_test - test size) = {fit_n} + {extra} exceeds the "
-            f"{len(train)} training images of {config.dataset!r}")
     perm = np.random.default_rng(config.data_seed).permutation(len(train))
     sets = {
         "train_upright": datasets.select(train, perm[: config.n_train], "[train subset]"),
@@ -251,6 +274,10 @@ def run(config: RotationConfig, log: Callable[[str], None] = print) -> dict[str,
     num_classes, image_shape = shape.info.num_classes, shape.info.image_shape
     counts = {m: subruns.param_count(m, kw, image_shape, num_classes)
               for m, kw in config.models.items()}
+    members = [os.path.join(config.workdir, member_name(m, c, s))
+               for c in config.conditions for s in config.seeds for m in config.models]
+    if config.train and not all(os.path.exists(os.path.join(m, "test.json")) for m in members):
+        get_sets()  # before the first sub-run: a size the data contradict stops nothing midway
     rows = []
     total = len(config.seeds) * len(config.conditions) * len(config.models)
     for condition in config.conditions:

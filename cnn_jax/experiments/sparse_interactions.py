@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
-from cnn_jax.experiments import results
+from cnn_jax.experiments import checks, results
 from cnn_jax.layers.conv import Conv2D
 from cnn_jax.layers.local import LocallyConnected2D
 
@@ -114,13 +114,12 @@ class Settings:
     quick: bool = False
 
     def __post_init__(self):
-        if len(self.sizes) < 2 or min(self.sizes) < self.kernel or list(self.sizes) != sorted(
-                set(self.sizes)):
-            raise ValueError(f"--sizes={','.join(map(str, self.sizes))}: give at least two "
-                             f"increasing sizes, each >= --kernel={self.kernel}")
-        for name in ("channels", "filters", "kernel"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name}={getattr(self, name)}: must be >= 1")
+        checks.positive(self, "channels", "filters", "kernel")
+        sizes = checks.items("sizes", self.sizes, lambda v: checks.as_int(v, self.kernel),
+                             increasing=True)
+        if len(sizes) < 2:
+            raise checks.FlagError("sizes", self.sizes, "give at least two increasing sizes, "
+                                                        f"each >= --kernel={self.kernel}")
 
 
 def run(workdir: str, settings: Settings = Settings(), *, command_line: str | None = None

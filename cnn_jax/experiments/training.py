@@ -12,6 +12,7 @@ import flax.linen as nn
 
 from cnn_jax import data, models
 from cnn_jax.config import TrainConfig
+from cnn_jax.experiments import checks
 from cnn_jax.training import DeviceData, fit, make_mesh
 from cnn_jax.training.checkpoint import load_final_params
 
@@ -21,13 +22,19 @@ __all__ = ["load_subsets", "train"]
 def load_subsets(dataset: str, train_examples: int, test_examples: int
                  ) -> tuple[data.Dataset, data.Dataset]:
     """The first ``train_examples`` of the train split and ``test_examples`` of the test split
-    (0 or a count above the split's size: all of it)."""
-    for name, n in (("train_examples", train_examples), ("test_examples", test_examples)):
-        if n < 0:
-            raise ValueError(f"--{name}={n}: must be >= 0 (0: the whole split)")
-    part = lambda split, n: f"{split}[:{n}]" if n else split
-    return (data.load(dataset, part("train", train_examples)),
-            data.load(dataset, part("test", test_examples)))
+    (0: all of it).
+
+    Raises:
+      checks.FlagError: a count above the split's size (``field`` names its flag); the settings
+        refuse that before loading when the size is known (``checks.subsets``).
+    """
+    out = []
+    for flag, split, n in (("train_examples", "train", train_examples),
+                           ("test_examples", "test", test_examples)):
+        ds = data.load(dataset, split)
+        checks.examples(flag, n, len(ds), what=f"{split} examples")
+        out.append(data.select(ds, slice(0, n), f"[:{n}]") if n else ds)
+    return out[0], out[1]
 
 
 def train(workdir: str, model: str, model_kwargs: Mapping[str, Any], train_set: data.Dataset,

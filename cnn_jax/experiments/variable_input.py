@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cnn_jax import data, models
-from cnn_jax.experiments import results
+from cnn_jax.experiments import checks, results
 from cnn_jax.experiments.robustness import accuracy_under_transform, predictor
 from cnn_jax.experiments.training import load_subsets, train
 from cnn_jax.plotting import plt
@@ -47,13 +47,14 @@ class Settings:
     quick: bool = False
 
     def __post_init__(self):
-        if self.epochs < 1:
-            raise ValueError(f"--epochs={self.epochs}: must be >= 1")
-        if not self.heads or set(self.heads) - {"gap", "gmp"}:
-            raise ValueError(f"--heads={','.join(self.heads)}: each must be gap or gmp")
-        if not self.canvases or min(self.canvases) < 28:
-            raise ValueError(f"--canvases={','.join(map(str, self.canvases))}: give sizes "
-                             ">= the 28-px training size")
+        checks.subsets(self.dataset, self.train_examples, self.test_examples)
+        checks.positive(self, "epochs")
+        checks.sizes("features", self.features)
+        checks.items("heads", self.heads, lambda v: checks.choice("heads", v, tuple(HEAD_NAMES)))
+        info = data.known_info(self.dataset)
+        side = info.image_shape[0] if info else 28  # a canvas holds a training image
+        checks.items("canvases", self.canvases, lambda v: checks.as_int(v, side), increasing=True)
+        checks.seed("seed", self.seed)
 
 
 def centred(images: np.ndarray, size: int) -> np.ndarray:
