@@ -3,7 +3,8 @@
     PYTHONPATH=. python tests/flag_table.py > flag_table.md
 
 A Markdown table ``| script | flag | value | exit | line |``: the cases of
-``tests/test_script_errors.py`` (benchmark.py, equivariance.py) and of
+``tests/test_train_flags.py`` (train.py), of ``tests/test_script_errors.py`` (benchmark.py,
+equivariance.py) and of
 ``tests/experiments/test_script_flags.py`` (the ten experiment scripts), each run through
 its script's whole-configuration check (``tests/script_checks.walk``), the good
 configuration of each script first (exit "passes"). Paths under the scratch folder are
@@ -18,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tests import test_script_errors as errors  # noqa: E402
+from tests import test_train_flags as train_flags  # noqa: E402
 from tests.experiments import test_script_flags as experiments  # noqa: E402
 from tests.script_checks import walk  # noqa: E402
 
@@ -50,6 +52,14 @@ def rows(tmp: Path) -> list[str]:
             line = " / ".join(x for x in case["stderr"].splitlines() if x.strip())
             lines.append(f"| {script} | {flag} | `{_cell(case['value'], str(tmp))}` | {code} | "
                          f"{_cell(line, str(tmp))} |")
+    (tmp / "t").mkdir()
+    results = train_flags.walk_train(tmp / "t")["results"]
+    for flag, values in train_flags.MALFORMED.items():
+        for value in values:
+            kind, message = results[f"{flag}={value}"]
+            code = 2 if kind in ("bad", "flag_error") else "passes"
+            lines.append(f"| train.py | --{flag} | `{_cell(value, str(tmp))}` | {code} | "
+                         f"{_cell(f'train.py: error: {message}', str(tmp))} |")
     return lines
 
 

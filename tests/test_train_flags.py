@@ -161,7 +161,15 @@ def _get(d, dotted):
 
 @pytest.fixture(scope="module")
 def walked(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("flags")
+    return walk_train(tmp_path_factory.mktemp("flags"))
+
+
+def walk_train(tmp):
+    """Every case of this module through train.py's check, in ``tmp`` (also for flag_table.py).
+
+    Returns ``{"names", "run_flags", "round_trip", "results"}``; ``results`` maps each case
+    (``"FLAG=VALUE"`` for the malformed ones) to ``[kind, config-or-message]``.
+    """
     workdir = tmp / "new_run"
     a_file = tmp / "a_file"
     a_file.write_text("")
