@@ -98,6 +98,13 @@ def effective_field(model, params, x: jax.Array, layer: str) -> np.ndarray:
     return np.mean([np.asarray(fn(params, a[None])) for a in x], 0)
 
 
+def centre_crop(field: np.ndarray, radius: int) -> np.ndarray:
+    """The ``2 radius + 1`` square around the centre of ``field`` [H, W] (the unit the maps are
+    taken of, ``(H // 2, W // 2)``), each map cropped around its own centre."""
+    ci, cj = field.shape[0] // 2, field.shape[1] // 2
+    return field[ci - radius: ci + radius + 1, cj - radius: cj + radius + 1]
+
+
 def _init_fields(s: Settings, rng: np.random.Generator) -> list[np.ndarray]:
     """ERF of layer L at init, for L = 1..max_depth (random inputs and inits)."""
     fields = []
@@ -170,10 +177,9 @@ def run(workdir: str, settings: Settings = Settings(), *, command_line: str | No
     table_erf = results.write_csv(workdir, "effective.csv", erf_rows)
     fig_rf = _figure_rf(rows, erf_rows, workdir, s.mass)
     rf = 2 * s.train_depth + 1
-    c = x.shape[1] // 2
-    crop = lambda m: m[c - rf: c + rf + 1, c - rf: c + rf + 1]
+    # init maps are size x size, the test-image maps 28 x 28: each is cropped about its centre
     fig = results.image_grid(
-        [[crop(init[s.train_depth - 1]), crop(erf_before), crop(erf_after)]],
+        [[centre_crop(m, rf) for m in (init[s.train_depth - 1], erf_before, erf_after)]],
         title=f"Effective field of a depth-{s.train_depth} 3x3 stack ({rf}x{rf} analytic): "
               "centre-heavy", cmap="viridis",
         col_labels=["init, random inputs", "init, test images", "trained, test images"])

@@ -28,6 +28,19 @@ def test_effective_field_lies_inside_the_analytic_one():
     assert erf[inside].sum() > 0 and np.all(erf[~inside] == 0)
 
 
+@pytest.mark.parametrize("size", [15, 16, 28])
+def test_centre_crop_holds_the_whole_field_of_maps_of_any_size(size):
+    """The figure's crop (analytic radius about each map's own centre) keeps all the gradient,
+    for the 64x64 init maps and the 28x28 test-image maps alike; one pixel less loses some."""
+    model = rf._stack(2, 3)
+    x = np.random.default_rng(1).normal(size=(2, size, size, 1)).astype(np.float32)
+    params = jax.jit(model.init)(jax.random.key(1), x[:1])["params"]
+    erf = rf.effective_field(model, params, x, "conv_2")  # analytic field 5x5: radius 2
+    crop = rf.centre_crop(erf, 2)
+    assert crop.shape == (5, 5) and np.count_nonzero(crop) == np.count_nonzero(erf) > 0
+    assert np.count_nonzero(rf.centre_crop(erf, 1)) < np.count_nonzero(erf)
+
+
 def test_bad_settings_are_named():
     with pytest.raises(ValueError, match="--size=10"):
         rf.Settings(size=10, max_depth=8)
