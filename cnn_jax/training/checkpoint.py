@@ -14,6 +14,7 @@ shape (a checkpoint of another configuration), corrupt bytes -- raises
 
 from __future__ import annotations
 
+import copy
 import glob
 import os
 from typing import Any
@@ -73,8 +74,11 @@ class Checkpointer:
         return epoch
 
     def save(self, epoch: int, tree: Any, meta: dict[str, Any]) -> None:
+        """Starts writing epoch ``epoch``; orbax finishes in the background. ``meta`` is copied
+        first: a caller that changes it afterwards (appends the next epoch to a history) must
+        not change what this epoch saved."""
         self._manager.save(epoch, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)))
+            state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(copy.deepcopy(meta))))
 
     def restore_meta(self, epoch: int) -> dict[str, Any]:
         """Epoch ``epoch``'s metadata alone (to check whose checkpoint it is before the state).

@@ -144,3 +144,21 @@ def test_restore_names_a_bad_config_file(copy, config, match):
         (copy / "run" / "config.json").write_text(config)
     with pytest.raises(CheckpointError, match=match):
         restore(str(copy / "run"))
+
+
+def test_metadata_is_what_it_was_at_save_even_if_the_caller_changes_it_after(tmp_path):
+    """Orbax writes in the background: the metadata saved is a snapshot taken at ``save``
+    (the seeds loop appends the next epoch to the same history lists right after saving)."""
+    ckpt = Checkpointer(str(tmp_path / "checkpoints"))
+    history = [{"epoch": e} for e in range(1, 4)]
+    meta = {"epoch": 2, "history": [history]}
+    ckpt.save(2, TREE, meta)
+    history.append({"epoch": 4})
+    meta["epoch"] = 3
+    ckpt.close()
+    ckpt = Checkpointer(str(tmp_path / "checkpoints"))
+    try:
+        saved = ckpt.restore_meta(2)
+        assert saved == {"epoch": 2, "history": [[{"epoch": e} for e in (1, 2, 3)]]}
+    finally:
+        ckpt.close()
