@@ -11,7 +11,15 @@ from __future__ import annotations
 import shlex
 import sys
 
-from _cli import check_output, config_check, errors_after_load, run, show_progress, usage_error
+from _cli import (
+    check_list,
+    check_output,
+    config_check,
+    errors_after_load,
+    run,
+    show_progress,
+    usage_error,
+)
 from absl import flags
 
 from cnn_jax.experiments import checks
@@ -48,8 +56,7 @@ flags.DEFINE_boolean("quick", False, "Mark the run as a smoke test.")
 
 def _items(name: str, kind=checks.as_int) -> tuple:
     """List flag ``name``, each item converted (syntax only; the config checks the values)."""
-    return config_check(lambda: checks.items(name, FLAGS[name].value, kind, allow_empty=True,
-                                             unique=False))
+    return tuple(check_list(name, FLAGS[name].value, kind, allow_empty=True))
 
 
 def model_kwargs() -> tuple[dict[str, dict], dict[str, dict]]:

@@ -10,7 +10,15 @@ from __future__ import annotations
 import shlex
 import sys
 
-from _cli import check_output, config_check, errors_after_load, run, show_progress, usage_error
+from _cli import (
+    check_list,
+    check_output,
+    config_check,
+    errors_after_load,
+    run,
+    show_progress,
+    usage_error,
+)
 from absl import flags
 
 from cnn_jax.experiments import checks
@@ -40,9 +48,8 @@ def config_from_flags():
     from cnn_jax.experiments import rotation
 
     check_output("workdir", FLAGS.workdir, folder=True)
-    ints = lambda name: config_check(  # noqa: E731  (syntax only; the config checks ranges)
-        lambda: checks.items(name, FLAGS[name].value, checks.as_int, allow_empty=True,
-                             unique=False))
+    ints = lambda name: tuple(  # noqa: E731  (syntax only; the config checks ranges)
+        check_list(name, FLAGS[name].value, checks.as_int, allow_empty=True))
     models = {"cnn": {**rotation.CNN_KWARGS, "features": ints("cnn_features")},
               "p4cnn": {**rotation.P4CNN_KWARGS, "features": ints("p4cnn_features")}}
     return config_check(lambda: rotation.RotationConfig(
