@@ -37,6 +37,7 @@ class Settings:
     train_examples: int = 0  # 0: the whole train split
     test_examples: int = 0
     epochs: int = 2
+    patience: int = 0  # > 0: early stopping on the test loss, best weights kept (lecture)
     features: tuple[int, ...] = (32, 64)
     dense_units: tuple[int, ...] = (128,)
     images: int = 3
@@ -49,6 +50,7 @@ class Settings:
         checks.positive(self, "epochs", "images", "maps")
         checks.sizes("features", self.features)
         checks.sizes("dense_units", self.dense_units, allow_empty=True)
+        checks.integer("patience", self.patience, 0)
         checks.seed("seed", self.seed)
         checks.at_most("maps", self.maps, self.features[0], "the first stage's filters "
                        "(--features)")
@@ -114,7 +116,7 @@ def run(workdir: str, settings: Settings = Settings(), *, command_line: str | No
     train_set, test_set = load_subsets(s.dataset, s.train_examples, s.test_examples)
     model, params, fit_results = train(
         f"{workdir}/cnn", "cnn", {"features": s.features, "dense_units": s.dense_units},
-        train_set, test_set, epochs=s.epochs, seed=s.seed)
+        train_set, test_set, epochs=s.epochs, seed=s.seed, patience=s.patience)
     x = test_set.images[: s.images].astype(np.float32) / 255.0
     _, feats = jax.jit(model.apply)({"params": params}, x)
     acts = np.asarray(feats["conv_1"])  # [n, H', W', F] after ReLU
@@ -161,7 +163,8 @@ def run(workdir: str, settings: Settings = Settings(), *, command_line: str | No
     fig_identity = _identity_figure(image, maps, workdir)
 
     numbers = {"test_accuracy": fit_results["valid_accuracy"],
-               "epochs": fit_results["epochs_run"], "train_examples": len(train_set),
+               "epochs": fit_results["epochs_run"], "best_epoch": fit_results["best_epoch"],
+               "train_examples": len(train_set),
                "conv_minus_flipped_corr_max": flipped_gap, "conv_minus_corr_max": plain_gap,
                "best_cos_sobel_x": float(sim[:, 0].max()),
                "best_cos_sobel_y": float(sim[:, 1].max()),

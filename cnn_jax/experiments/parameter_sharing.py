@@ -36,6 +36,7 @@ class Settings:
     train_examples: int = 20000
     test_examples: int = 0
     epochs: int = 3
+    patience: int = 0  # > 0: early stopping on the test loss, best weights kept (lecture)
     features: tuple[int, ...] = (16, 32)
     dense_units: tuple[int, ...] = (64,)
     max_shift: int = 4
@@ -47,6 +48,7 @@ class Settings:
         checks.positive(self, "epochs", "max_shift")
         checks.sizes("features", self.features)
         checks.sizes("dense_units", self.dense_units, allow_empty=True)
+        checks.integer("patience", self.patience, 0)
         checks.seed("seed", self.seed)
 
 
@@ -83,13 +85,13 @@ def run(workdir: str, settings: Settings = Settings(), *, command_line: str | No
     rows, curves = [], {}
     for name in ("cnn", "lcn"):
         model, params, r = train(f"{workdir}/{name}", name, kwargs, train_set, test_set,
-                                 epochs=s.epochs, seed=s.seed)
+                                 epochs=s.epochs, seed=s.seed, patience=s.patience)
         curves[name] = shift_accuracy(predictor(model), params, test_set.images,
                                       test_set.labels, s.max_shift)
         rows.append({"model": name, "params": r["param_count"],
                      "test_accuracy": r["valid_accuracy"],
                      "train_accuracy": r["train_accuracy"], "epochs": r["epochs_run"],
-                     "wall_time_s": r["wall_time"],
+                     "best_epoch": r["best_epoch"], "wall_time_s": r["wall_time"],
                      f"accuracy_at_{s.max_shift}px": float(curves[name][-1])})
     shifts = list(range(s.max_shift + 1))
     table_models = results.write_csv(workdir, "models.csv", rows)
@@ -104,7 +106,8 @@ def run(workdir: str, settings: Settings = Settings(), *, command_line: str | No
                "cnn_test_accuracy": cnn["test_accuracy"],
                "lcn_test_accuracy": lcn["test_accuracy"],
                "cnn_drop_at_max_shift": drop["cnn"], "lcn_drop_at_max_shift": drop["lcn"],
-               "max_shift": s.max_shift, "epochs": s.epochs, "train_examples": len(train_set)}
+               "max_shift": s.max_shift, "cnn_epochs": cnn["epochs"], "lcn_epochs": lcn["epochs"],
+               "train_examples": len(train_set)}
     finding = (f"Unsharing the filters multiplies the parameters by "
                f"{numbers['lcn_over_cnn_params']:.1f} ({cnn['params']:,} -> {lcn['params']:,}); "
                f"test accuracy is {cnn['test_accuracy']:.4f} (conv) vs "

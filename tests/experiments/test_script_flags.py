@@ -61,11 +61,13 @@ def cases(fx) -> dict[str, list[tuple[str, str]]]:
     images = _dataset(60_000, 10_000)
     out = {
         "activation_maps.py": [
-            *workdir, *images, *_each("epochs", COUNT), *_each("features", SIZES),
+            *workdir, *images, *_each("epochs", COUNT), *_each("patience", NONNEGATIVE),
+            *_each("features", SIZES),
             *_each("dense_units", SIZES_OR_NONE), *_each("images", (*COUNT, "257")),
             *_each("maps", (*COUNT, "9")), *_each("seed", SEED), *_each("quick", BOOL)],
         "dense_vs_conv.py": [
-            *workdir, *images, *_each("epochs", COUNT), *_each("mlp_layers", COUNT),
+            *workdir, *images, *_each("epochs", COUNT), *_each("patience", NONNEGATIVE),
+            *_each("mlp_layers", COUNT),
             *_each("mlp_units", COUNT), *_each("features", SIZES),
             *_each("dense_units", SIZES_OR_NONE), *_each("templates", (*COUNT, "33")),
             *_each("seed", SEED), *_each("quick", BOOL)],
@@ -77,7 +79,8 @@ def cases(fx) -> dict[str, list[tuple[str, str]]]:
             *_each("batch_size", COUNT), *_each("ours_dir", ("", a_file)),
             *_each("quick", BOOL)],
         "parameter_sharing.py": [
-            *workdir, *images, *_each("epochs", COUNT), *_each("features", SIZES),
+            *workdir, *images, *_each("epochs", COUNT), *_each("patience", NONNEGATIVE),
+            *_each("features", SIZES),
             *_each("dense_units", SIZES_OR_NONE), *_each("max_shift", COUNT),
             *_each("seed", SEED), *_each("quick", BOOL)],
         "receptive_fields.py": [  # base: max_depth 3, size 16, test_examples 64
