@@ -23,8 +23,9 @@ Two ways to compute a layer, the same values (``method``):
   that already holds the padding -- and the responses are then mixed by the coefficients
   in one matrix product, with the scale folded into the batch. No zero blocks, no im2col
   patches, a cost that does not grow with K, only matrix products to differentiate.
-  On the experiment's SESN it cut a CPU train step several times (scripts/benchmark.py
-  ``--models=sesn --profile``).
+  On the SESN of experiments/equivariance_practice.flags (K = 7, 3 scales, features
+  8, 16, 32) it made a CPU training epoch 3.5x faster (benchmark.py --models=sesn: 43.7 s
+  -> 12.6 s on 10k Fashion-MNIST images, 2 loaded cores), counting 12x fewer FLOPs.
 
 ``"auto"`` (default) takes ``"separable"`` when the basis is a concrete array whose
 functions are all rank one (``hermite_gaussian_basis``'s are), else ``"bank"``.
