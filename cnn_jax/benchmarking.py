@@ -20,6 +20,7 @@ import json
 import math
 import os
 import platform
+import re
 import resource
 import statistics
 import time
@@ -40,10 +41,12 @@ __all__ = [
     "count_matmul_flops",
     "fitted_epoch_time",
     "format_markdown",
+    "format_profile",
     "machine_info",
     "matmul_probe",
     "matmul_rate",
     "peak_rss_bytes",
+    "profile_train_step",
     "spread",
     "summarize",
     "sweep_lines",
@@ -267,6 +270,123 @@ def bench_ours(model, data, *, label: str, epochs: int, batch_size: int, seed: i
         "matmul_rates": rates, "matmul_rate": max(rates),
         "accuracy": float(train_m["accuracy"]), "val_accuracy": float(val_m["accuracy"]),
     }
+
+
+def _hlo_op_names(hlo_text: str) -> dict[str, tuple[str, str]]:
+    """{HLO instruction name: (opcode, jaxpr op_name)} from a compiled module's text."""
+    out = {}
+    pattern = re.compile(r"\s*(?:ROOT )?%?([\w.\-]+) = [^=]*? ([\w\-]+)\(.*?"
+                         r"metadata=\{op_name=\"([^\"]*)\"")
+    for line in hlo_text.splitlines():
+        match = pattern.match(line)
+        if match:
+            out[match.group(1)] = (match.group(2), match.group(3))
+    return out
+
+
+def _op_place(op_name: str) -> tuple[str, str, str]:
+    """(phase, layer, primitive) of a jaxpr op_name such as
+    ``jit(train_step)/transpose(jvp(SESN))/sconv_2/transpose(jvp())/dot_general``:
+    phase "backward" under ``transpose(...)``, "forward" under ``jvp(...)``, else "update"
+    (loss, optimizer); the layer is the model's child module (or "-")."""
+    parts = op_name.split("/")[1:]  # drop jit(train_step)
+    if not parts:
+        return "update", "-", op_name
+    head = parts[0]
+    phase = ("backward" if head.startswith("transpose(") else
+             "forward" if head.startswith("jvp(") else "update")
+    layer = parts[1] if phase != "update" and len(parts) > 2 else "-"
+    return phase, layer, parts[-1]
+
+
+def profile_train_step(model, input_shape: Sequence[int], *, batch_size: int, seed: int = 0,
+                       repeats: int = 5, top: int = 12) -> dict[str, Any]:
+    """Per-op time of one compiled ``train_step`` of ``model``, from XLA's own profiler.
+
+    The step is jitted alone (random images, Adam), compiled (timed: lowering + XLA
+    compilation), run once, then ``repeats`` times under ``jax.profiler``'s session; each
+    XLA:CPU thunk (a fusion, a dot, a copy, ...) is one profiler event named after its HLO
+    instruction, whose metadata names the jaxpr op and the module it came from. Times are
+    per step, summed over the threads that ran them (so with several cores the sum can
+    exceed the wall time).
+
+    Args:
+      model: a Flax module from ``models.get``.
+      input_shape: one image, [H, W, C].
+      batch_size: images per step.
+      seed: initialisation seed.
+      repeats: profiled steps (the times are their mean).
+      top: how many of the slowest HLO ops to list.
+
+    Returns:
+      ``{"step_s"`` (wall, mean of ``repeats`` unprofiled steps), ``"compile_s"``,
+      ``"op_s"`` (sum of the ops' times per step), ``"layers"``: [{"layer", "phase",
+      "seconds", "ops"}] slowest first (layer: the model's child module, phase forward /
+      backward / update), ``"ops"``: [{"hlo", "op_name", "seconds"}] the ``top`` slowest``}``.
+    """
+    from jax._src.lib import _profiler
+
+    from cnn_jax.training import steps
+
+    key = jax.random.key(seed)
+    state = steps.create_train_state(model, steps.make_optimizer("adam", 1e-3), key,
+                                     tuple(input_shape))
+    batch = {"image": jax.random.normal(key, (batch_size, *input_shape)),
+             "label": jnp.zeros((batch_size,), jnp.int32),
+             "mask": jnp.ones((batch_size,), bool)}
+    t0 = time.perf_counter()
+    compiled = jax.jit(steps.train_step).lower(state, batch, key).compile()
+    compile_s = time.perf_counter() - t0
+    jax.block_until_ready(compiled(state, batch, key))
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        jax.block_until_ready(compiled(state, batch, key))
+    step_s = (time.perf_counter() - t0) / repeats
+    names = _hlo_op_names(compiled.as_text())
+    session = _profiler.ProfilerSession()
+    for _ in range(repeats):
+        jax.block_until_ready(compiled(state, batch, key))
+    profile = jax.profiler.ProfileData.from_serialized_xspace(session.stop())
+    per_op: dict[str, float] = {}
+    for plane in profile.planes:
+        for line in plane.lines:
+            for event in line.events:
+                opcode, _ = names.get(event.name, ("", ""))
+                # control flow thunks hold their body's thunks: count those, not the wrapper
+                if opcode and opcode not in ("while", "conditional", "call"):
+                    per_op[event.name] = (per_op.get(event.name, 0.0)
+                                          + event.duration_ns * 1e-9 / repeats)
+    layers: dict[tuple[str, str], dict[str, Any]] = {}
+    for hlo, seconds in per_op.items():
+        phase, layer, primitive = _op_place(names[hlo][1])
+        entry = layers.setdefault((layer, phase), {"layer": layer, "phase": phase,
+                                                   "seconds": 0.0, "ops": {}})
+        entry["seconds"] += seconds
+        entry["ops"][primitive] = entry["ops"].get(primitive, 0.0) + seconds
+    ops = sorted(per_op.items(), key=lambda kv: -kv[1])[:top]
+    return {"step_s": step_s, "compile_s": compile_s, "batch_size": batch_size,
+            "op_s": sum(per_op.values()),
+            "layers": sorted(layers.values(), key=lambda e: -e["seconds"]),
+            "ops": [{"hlo": h, "op_name": names[h][1], "seconds": s} for h, s in ops]}
+
+
+def format_profile(label: str, prof: dict[str, Any]) -> list[str]:
+    """Markdown lines: the per-layer table and the slowest HLO ops of one profile."""
+    total = prof["op_s"] or 1.0
+    lines = [f"### {label}", "",
+             f"train_step (batch {prof['batch_size']}) {1e3 * prof['step_s']:.1f} ms wall, "
+             f"{1e3 * prof['op_s']:.1f} ms summed over XLA ops; compile "
+             f"{prof['compile_s']:.2f} s.", "",
+             "| layer | phase | ms / step | % of ops | by primitive (ms) |",
+             "|---|---|---|---|---|"]
+    for e in prof["layers"]:
+        by = sorted(e["ops"].items(), key=lambda kv: -kv[1])[:4]
+        lines.append(f"| {e['layer']} | {e['phase']} | {1e3 * e['seconds']:.2f} | "
+                     f"{100 * e['seconds'] / total:.0f} | "
+                     + ", ".join(f"{k} {1e3 * v:.1f}" for k, v in by) + " |")
+    lines += ["", "| slowest HLO ops | ms / step | jaxpr op |", "|---|---|---|"]
+    lines += [f"| {o['hlo']} | {1e3 * o['seconds']:.2f} | {o['op_name']} |" for o in prof["ops"]]
+    return lines + [""]
 
 
 def bench_seeds(model, data, *, num_seeds: int, epochs: int, batch_size: int, seed: int = 0,
@@ -542,6 +662,16 @@ def format_markdown(report: dict[str, Any]) -> str:
             cells = _ours_cells(ours, rec)
             lines.append(f"| {row['label']} | {cells[0]} | {_excess_cell(ours)} | "
                          f"{_excess_cell(keras)} | " + " | ".join(cells[1:]) + " |")
+    profiled = [(row["label"], row["records"]["ours"]["profile"]) for row in rows
+                if "profile" in row["records"].get("ours", {})]
+    if profiled:
+        lines += ["", "## Ours: per-op profile of one train step", "",
+                  "XLA's profiler over a few steps of the train step jitted alone; every "
+                  "HLO op's time (summed over threads) grouped by the model's layer and "
+                  "phase (update: loss and optimizer). Layer '-': ops between the layers "
+                  "(pooling, activations, casts).", ""]
+        for label, prof in profiled:
+            lines += format_profile(label, prof)
     lines += ["", "## Totals", ""] + [f"- {t}" for t in report["totals"]]
     if report.get("sweep"):
         lines += ["", "## Lecture sweep", ""] + [f"- {t}" for t in report["sweep_lines"]]

@@ -3,14 +3,18 @@
     python scripts/benchmark.py                      # everything (tens of minutes on 2 cores)
     python scripts/benchmark.py --frameworks=ours --models=mlp --depths=1,12 --epochs=3
 
-For each model (the lecture's MLP at ``--depths`` and the small CNN) and framework, trains
+For each model (the lecture's MLP at ``--depths``, the small CNN and, ours only, the P4 /
+P4M CNNs and the scale-equivariant CNN of experiments/equivariance_practice.flags) and
+framework, trains
 ``--epochs`` epochs with validation after each (batch 256, Adam) and reports the median
 steady epoch (the first epoch is warm-up and shows compile time), the ratios, our achieved
 FLOP/s against the machine's float32 matmul rate, the machine and the versions. Each
 framework runs in its own subprocess (``--isolate``, default) so that the thread pools of
 XLA and PyTorch do not compete and each peak memory is its own. With ``--sweep_dir`` it
 also reports the time of a finished lecture sweep. Output: a Markdown table on stdout and
-``--out``.md / ``--out``.json (atomic). Bad flags exit with code 2 and one line.
+``--out``.md / ``--out``.json (atomic). ``--profile`` adds, per model of ours, the time of
+each XLA op of one train step grouped by layer (``benchmarking.profile_train_step``). Bad
+flags exit with code 2 and one line.
 """
 
 from __future__ import annotations
@@ -27,12 +31,18 @@ from _cli import as_int, bad_flag, check_choice, check_int, check_list, run, usa
 from absl import flags
 
 FRAMEWORKS = ("ours", "keras", "torch")
-MODELS = ("mlp", "cnn")
+MODELS = ("mlp", "cnn", "p4cnn", "p4mcnn", "sesn")
+# Ours only (Keras and PyTorch have no group or scale convolutions); the settings of
+# experiments/equivariance_practice.flags, whose cost these models decide.
+OURS_ONLY = {"p4cnn": {"features": (8, 16, 32)}, "p4mcnn": {"features": (8, 16, 32)},
+             "sesn": {"features": (8, 16, 32), "kernel_size": 7, "num_scales": 3,
+                      "pool": "max"}}
 IMPLS = ("auto", "xla", "matmul")
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("frameworks", list(FRAMEWORKS), "Which of ours, keras, torch to run.")
-flags.DEFINE_list("models", list(MODELS), "Which of mlp, cnn to run.")
+flags.DEFINE_list("models", ["mlp", "cnn"], "Which of mlp, cnn, p4cnn, p4mcnn, sesn to "
+                  "run (the last three: ours only).")
 flags.DEFINE_list("depths", ["0", "1", "4", "12", "24"], "MLP hidden-layer counts.")
 flags.DEFINE_list("conv_impl", ["auto"], "Our CNN's conv implementation(s): auto, xla, "
                   "matmul; several give one row each (e.g. xla,matmul for their ratio).")
@@ -49,6 +59,8 @@ flags.DEFINE_string("out", "runs/benchmark/benchmark", "Output path without suff
                     "OUT.md and OUT.json.")
 flags.DEFINE_string("sweep_dir", None, "A finished depth sweep (scripts/train.py "
                     "--flagfile=experiments/depth_sweep.flags) to report the time of.")
+flags.DEFINE_boolean("profile", False, "Also time every XLA op of one train step of each "
+                     "model of ours, grouped by layer (forward / backward / update).")
 flags.DEFINE_boolean("isolate", True, "Run each framework in its own subprocess.")
 flags.DEFINE_string("worker", None, "Internal: run one framework's block and write its "
                     "records as JSON to --worker_out.")
@@ -115,9 +127,17 @@ def workloads(depths: list[int]) -> list[dict]:
     out = []
     if "mlp" in FLAGS.models:
         out += [{"model": "mlp", "depth": d, "label": f"mlp depth {d}"} for d in depths]
-    if "cnn" in FLAGS.models:
-        out.append({"model": "cnn", "depth": None, "label": "cnn"})
+    out += [{"model": m, "depth": None, "label": m} for m in MODELS[1:] if m in FLAGS.models]
     return out
+
+
+def theirs(work_list: list[dict], framework: str) -> list[dict]:
+    """The workloads that ``framework`` (keras or torch) has: not the ours-only models."""
+    skipped = [w["label"] for w in work_list if w["model"] in OURS_ONLY]
+    if skipped:
+        print(f"  {framework}: {', '.join(skipped)} skipped (no group or scale convolutions "
+              f"in {framework}; ours only)", flush=True)
+    return [w for w in work_list if w["model"] not in OURS_ONLY]
 
 
 def load_arrays():
@@ -154,13 +174,19 @@ def run_ours(work_list: list[dict]) -> list[dict]:
                          work["label"], None)]
         else:
             impls = list(dict.fromkeys(FLAGS.conv_impl))
-            variants = [({"conv_impl": impl}, f"cnn (conv: {impl} = {resolve_impl(impl)})", impl)
+            name = work["model"]
+            variants = [({**OURS_ONLY.get(name, {}), "conv_impl": impl},
+                         f"{name} (conv: {impl} = {resolve_impl(impl)})", impl)
                         for impl in impls]
         for kwargs, label, impl in variants:
             model = models.get(work["model"], num_classes=classes, **kwargs)
             rec = benchmarking.bench_ours(model, data, label=label, epochs=FLAGS.epochs,
                                           batch_size=FLAGS.batch_size, seed=FLAGS.seed,
                                           mesh=mesh)
+            if FLAGS.profile:
+                rec["profile"] = benchmarking.profile_train_step(
+                    model, data.train_images.shape[1:], batch_size=FLAGS.batch_size,
+                    seed=FLAGS.seed)
             records.append({**rec, "model": work["model"], "depth": work["depth"],
                             "workload": work["label"], "conv_impl": impl})
             print(f"  ours {label}: train {rec['train_times']}", flush=True)
@@ -229,7 +255,7 @@ def run_keras(work_list: list[dict]) -> list[dict]:
     y_train_1h = keras.utils.to_categorical(y_train, classes)
     y_test_1h = keras.utils.to_categorical(y_test, classes)
     records = []
-    for work in work_list:
+    for work in theirs(work_list, "keras"):
         keras.utils.set_random_seed(FLAGS.seed)
         shape = x_train.shape[1:]
         xs = (x_train[..., 0], x_test[..., 0]) if work["model"] == "mlp" else (x_train, x_test)
@@ -277,7 +303,7 @@ def run_torch(work_list: list[dict]) -> list[dict]:
     xt, xv = to_nchw(x_train), to_nchw(x_test)
     yt, yv = torch.tensor(y_train).long(), torch.tensor(y_test).long()
     bs, records = FLAGS.batch_size, []
-    for work in work_list:
+    for work in theirs(work_list, "torch"):
         torch.manual_seed(FLAGS.seed)
         model = torch_model(torch, work["model"], work["depth"], shape, classes)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.9, 0.999), eps=1e-7)
@@ -330,7 +356,7 @@ def data_errors() -> tuple[type[Exception], ...]:
 
 def _worker_argv(framework: str, out_path: str) -> list[str]:
     names = ("models", "depths", "conv_impl", "epochs", "batch_size", "dataset", "limit",
-             "seed")
+             "seed", "profile")
     argv = [sys.executable, os.path.abspath(__file__), f"--worker={framework}",
             f"--worker_out={out_path}", f"--frameworks={framework}"]
     for name in names:
@@ -485,6 +511,13 @@ def make_report(blocks: dict[str, dict], rates: dict[str, float], sweep,
             f"{n} copies vectorised {seeds['vectorized_s']:.3f} s per epoch, {n} runs one "
             f"after the other {seeds['sequential_s']:.3f} s: {seeds['ratio']:.2f}x the "
             f"throughput (last-epoch losses differ by {seeds['max_loss_difference']:.1e}).")
+    only = [w for w in FLAGS.models if w in OURS_ONLY]
+    if only and set(frameworks) - {"ours"}:
+        notes.append(f"{', '.join(only)}: ours only (Keras and PyTorch have no group or scale "
+                     "convolutions); their other cells are empty.")
+    if only:
+        notes.append("Settings of the ours-only models (experiments/equivariance_practice."
+                     "flags): " + "; ".join(f"{m} {OURS_ONLY[m]}" for m in only) + ".")
     missing = [fw for fw in FLAGS.frameworks if fw not in blocks]
     if missing:
         notes.insert(0, f"Partial report: {', '.join(missing)} not run yet.")

@@ -214,3 +214,27 @@ def test_script_with_keras_and_torch(tmp_path, monkeypatch):
                        "--epochs=2", "--dataset=synthetic_bars", "--limit=512", f"--out={out}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     _check_report(out, ["ours", "keras", "torch"])
+
+
+def test_script_scale_model_with_profile(tmp_path):
+    """An ours-only row (sesn; p4cnn and p4mcnn take the same path) and --profile: the row
+    has its FLOPs and compile time, and a per-layer profile whose layers are the model's
+    own, forward and backward, and whose times add up."""
+    out = str(tmp_path / "bench")
+    proc = _run_script("--frameworks=ours", "--models=sesn", "--epochs=2", "--batch_size=32",
+                       "--dataset=synthetic_bars", "--limit=64", f"--out={out}", "--profile")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report, md = _check_report(out, ["ours"])
+    (row,) = report["rows"]
+    rec = row["records"]["ours"]
+    assert row["model"] == "sesn" and rec["flops_per_step"] > 0
+    prof = rec["profile"]
+    assert prof["step_s"] > 0 and prof["compile_s"] > 0.01 and prof["batch_size"] == 32
+    seen = {(e["layer"], e["phase"]) for e in prof["layers"]}
+    assert {(name, phase) for name in ("lift", "sconv_2", "sconv_3", "head")
+            for phase in ("forward", "backward")} <= seen
+    assert sum(e["seconds"] for e in prof["layers"]) == pytest.approx(prof["op_s"])
+    assert all(sum(e["ops"].values()) == pytest.approx(e["seconds"]) for e in prof["layers"])
+    assert prof["ops"] and all(o["op_name"].startswith("jit(train_step)") for o in prof["ops"])
+    assert f"### {row['label']}" in md and "## Ours: per-op profile of one train step" in md
+    assert "'kernel_size': 7" in md  # the experiment's settings are stated

@@ -80,6 +80,7 @@ def _cases(fx, runs):
         *[("out", v) for v in ("", str(fx / "empty_dir"), str(fx / "a_file" / "bench"))],
         *[("sweep_dir", v) for v in ("", missing, str(fx / "empty_dir"), str(fx / "a_file"))],
         *[("isolate", v) for v in ("", "maybe", "2")],
+        *[("profile", v) for v in ("", "maybe")],
         *[("worker", v) for v in ("", "tensorflow")],
         ("worker_out", str(fx / "w.json")),  # without --worker
         ("nosuch", "1"),  # an unknown flag

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
+import numpy as np
 
 from cnn_jax.ops import scale as scale_ops
 
@@ -15,6 +16,18 @@ def _coefficient_init(fan_in_axes):
     """Normal coefficients with variance 1 / fan-in (the basis functions have unit norm)."""
     return nn.initializers.variance_scaling(1.0, "fan_in", "normal", in_axis=fan_in_axes,
                                             out_axis=-2)
+
+
+@functools.lru_cache(maxsize=64)
+def _ladder_basis(sigma0: float, ratio: float, num_scales: int, size: int | None,
+                  order: int) -> np.ndarray:
+    """The read-only [S, K, K, B] basis of a ladder (computed once per setting)."""
+    scales = scale_ops.scale_ladder(sigma0, ratio, num_scales)
+    if size is None:
+        size = scale_ops.kernel_size_for(scales[-1], order)
+    basis = scale_ops.hermite_gaussian_basis(size, scales, order)
+    basis.flags.writeable = False
+    return basis
 
 
 class _ScaleBasis(nn.Module):
@@ -30,13 +43,12 @@ class _ScaleBasis(nn.Module):
     use_bias: bool = True
     impl: str = "auto"
     precision: str | None = None
+    method: str = "auto"
 
-    def basis(self) -> jax.Array:
-        scales = scale_ops.scale_ladder(self.sigma0, self.ratio, self.num_scales)
-        size = self.kernel_size
-        if size is None:
-            size = scale_ops.kernel_size_for(scales[-1], self.order)
-        return jnp.asarray(scale_ops.hermite_gaussian_basis(size, scales, self.order))
+    def basis(self) -> np.ndarray:
+        """[S, K, K, B] float32, a numpy constant: the ops factor it when they trace."""
+        return _ladder_basis(float(self.sigma0), float(self.ratio), self.num_scales,
+                             self.kernel_size, self.order)
 
 
 class ScaleLiftingConv(_ScaleBasis):
@@ -51,6 +63,7 @@ class ScaleLiftingConv(_ScaleBasis):
       order: Hermite degree of the basis (B = (order+1)(order+2)/2 functions).
       padding, impl, precision: as ``ops.conv2d`` (precision None: JAX's default); use_bias:
         one bias per filter, shared over scales.
+      method: "auto", "separable" or "bank" (``ops.scale``: how the layer is computed).
 
     Input [N, H, W, C] -> output [N, H, W, O, S]; parameter "weights" [C, O, B].
     """
@@ -62,7 +75,7 @@ class ScaleLiftingConv(_ScaleBasis):
         basis = self.basis()
         w = self.param("weights", self.weights_init, (x.shape[-1], self.features, basis.shape[-1]))
         y = scale_ops.scale_lifting_conv2d(x, w, basis, padding=self.padding, impl=self.impl,
-                                           precision=self.precision)
+                                           precision=self.precision, method=self.method)
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features, 1))
         return y
@@ -87,7 +100,7 @@ class ScaleConv(_ScaleBasis):
         w = self.param("weights", self.weights_init,
                        (y.shape[3], self.scale_span, self.features, basis.shape[-1]))
         out = scale_ops.scale_conv2d(y, w, basis, padding=self.padding, impl=self.impl,
-                                     precision=self.precision)
+                                     precision=self.precision, method=self.method)
         if self.use_bias:
             out = out + self.param("bias", nn.initializers.zeros, (self.features, 1))
         return out

@@ -48,7 +48,9 @@ class SESN(nn.Module):
       pool: "max", "avg" or "none": spatial pooling after every stage but the last.
       scale_pool: "max" or "mean" over scales before the head.
       num_classes: logits.
-      conv_impl: ``ops.conv2d`` implementation.
+      conv_impl: ``ops.conv2d`` implementation (of the "bank" method).
+      scale_method: how the scale convs are computed: "auto", "separable" or "bank"
+        (``ops.scale``; the same values up to rounding).
       precision: precision of every dot and conv ("default", "high", "highest"; None: JAX's
         default, see ``TrainConfig.precision``).
 
@@ -69,6 +71,7 @@ class SESN(nn.Module):
     scale_pool: str = "max"
     num_classes: int = 10
     conv_impl: str = "auto"
+    scale_method: str = "auto"
     precision: str | None = None
 
     @nn.compact
@@ -77,7 +80,7 @@ class SESN(nn.Module):
             raise ValueError(f"features must name at least one stage, got {self.features!r}")
         ladder = dict(num_scales=self.num_scales, sigma0=self.sigma0, ratio=self.ratio,
                       kernel_size=self.kernel_size, order=self.order, impl=self.conv_impl,
-                      precision=self.precision)
+                      precision=self.precision, method=self.scale_method)
         convs = [("lift", ScaleLiftingConv(self.features[0], name="lift", **ladder))]
         convs += [(f"sconv_{i}", ScaleConv(f, scale_span=self.scale_span, name=f"sconv_{i}",
                                            **ladder))

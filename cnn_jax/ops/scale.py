@@ -8,8 +8,27 @@ zooming the input by ``ratio`` zooms every map and moves it one step along the s
 (``transforms.scale_group``). On a pixel grid this holds approximately (sampling, the kernel
 window and the ends of the ladder), best for smooth inputs.
 
-Maps on the scale ladder are [N, H, W, C, S], finest scale first. A layer's filter bank is
-expanded over the scales and correlated in one ``ops.conv2d`` call (the fast path).
+Maps on the scale ladder are [N, H, W, C, S], finest scale first.
+
+Two ways to compute a layer, the same values (``method``):
+
+* ``"bank"``: the filters ``sum_b w[.., b] basis[s, .., b]`` are expanded over the scales
+  into one block filter bank and correlated in one ``ops.conv2d`` call. The bank holds
+  every (input scale, output scale) block, zeros included, and each output pixel reads
+  K * K taps.
+* ``"separable"``: by linearity the layer is a sum over basis functions of (input ⋆ basis
+  function) times the coefficients, and every Hermite-Gaussian function is a product of a
+  1-D factor along H and one along W. So the input is correlated with the fixed basis one
+  axis at a time -- each pass a product with a constant [H', H] banded (Toeplitz) matrix
+  that already holds the padding -- and the responses are then mixed by the coefficients
+  in one matrix product, with the scale folded into the batch. No zero blocks, no im2col
+  patches, a cost that does not grow with K, only matrix products to differentiate.
+  On the SESN of experiments/equivariance_practice.flags (K = 7, 3 scales, features
+  8, 16, 32) it made a CPU training epoch 3.5x faster (benchmark.py --models=sesn: 43.7 s
+  -> 12.6 s on 10k Fashion-MNIST images, 2 loaded cores), counting 12x fewer FLOPs.
+
+``"auto"`` (default) takes ``"separable"`` when the basis is a concrete array whose
+functions are all rank one (``hermite_gaussian_basis``'s are), else ``"bank"``.
 """
 
 from __future__ import annotations
@@ -20,10 +39,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnn_jax.ops.conv import conv2d
+from cnn_jax.ops.conv import conv2d, padding_amounts
 from cnn_jax.ops.group import group_pool
 
+METHODS = ("auto", "separable", "bank")
+
 __all__ = [
+    "METHODS",
     "hermite_gaussian_basis",
     "kernel_size_for",
     "scale_conv2d",
@@ -133,16 +155,90 @@ def _check_basis(basis, num_scales=None):
         raise ValueError(f"basis has {basis.shape[0]} scales but the input has {num_scales}")
 
 
+def _rank_one_factors(basis) -> tuple[np.ndarray, np.ndarray] | None:
+    """([S, K, B], [S, K, B]) with ``basis[s, :, :, b] = outer(u[s, :, b], v[s, :, b])``.
+
+    None when ``basis`` is traced (no values to factor) or a function is not rank one to
+    float32 accuracy.
+    """
+    if isinstance(basis, jax.core.Tracer):
+        return None
+    arr = np.asarray(basis, np.float64)
+    mats = np.moveaxis(arr, -1, 1)  # [S, B, K, K]
+    left, sing, right = np.linalg.svd(mats)
+    if np.any(sing[..., 1] > 1e-6 * np.maximum(sing[..., 0], 1e-30)):
+        return None
+    u = left[..., :, 0] * sing[..., :1]  # [S, B, K]
+    v = right[..., 0, :]
+    return np.moveaxis(u, 1, 2), np.moveaxis(v, 1, 2)
+
+
+def _band_matrices(factors: np.ndarray, size: int, padding: str) -> np.ndarray:
+    """[S, B, size', size] matrices ``T`` with ``T @ x`` the 1-D correlation of ``x`` with
+    each factor [S, K, B] under ``padding`` (as ``ops.conv2d``; "circular" wraps)."""
+    k = factors.shape[1]
+    ((lo, hi),) = padding_amounts((size,), (k,), padding, (1,))
+    out_size = size + lo + hi - k + 1
+    band = np.zeros((factors.shape[0], factors.shape[2], out_size, size))
+    for i in range(out_size):
+        for t in range(k):
+            h = i + t - lo
+            if padding == "circular":
+                h %= size
+            elif not 0 <= h < size:
+                continue
+            band[:, :, i, h] += factors[:, t, :]
+    return band
+
+
+def _separable(x, weights, factors, padding, precision, lifted: bool):
+    """The layer as two banded passes and one mixing product.
+
+    Args:
+      x: [N, H, W, C, S] (``lifted``) or [N, H, W, C] (the same input for every scale).
+      weights: [C, O, B].
+      factors: the rank-one factors of the basis (``_rank_one_factors``).
+
+    Returns:
+      [N, H', W', O, S].
+    """
+    rows = jnp.asarray(_band_matrices(factors[0], x.shape[1], padding), x.dtype)
+    cols = jnp.asarray(_band_matrices(factors[1], x.shape[2], padding), x.dtype)
+    # along H: [S, B, H', H] x [N, H, W, C(, S)] -> [S, B, H', N, W, C]
+    spec = "sbih,nhwcs->sbinwc" if lifted else "sbih,nhwc->sbinwc"
+    t = jnp.einsum(spec, rows, x, precision=precision)
+    # along W, per basis function: -> [S, B, W', H', N, C]
+    t = jnp.einsum("sbjw,sbinwc->sbjinc", cols, t, precision=precision)
+    # mix responses by the coefficients: -> [S, W', H', N, O]
+    out = jnp.einsum("sbjinc,cob->sjino", t, weights, precision=precision)
+    return jnp.transpose(out, (3, 2, 1, 4, 0))
+
+
+def _pick_method(method: str, basis):
+    """(method, factors or None) for ``method`` and ``basis``."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "bank":
+        return "bank", None
+    factors = _rank_one_factors(basis)
+    if factors is None and method == "separable":
+        raise ValueError("method='separable' needs a concrete basis whose functions are rank "
+                         "one (as hermite_gaussian_basis's); use 'bank' or 'auto'")
+    return ("separable", factors) if factors is not None else ("bank", None)
+
+
 def scale_lifting_conv2d(x: jax.Array, weights: jax.Array, basis: jax.Array, *,
-                         padding: str = "same", impl: str = "auto",
-                         precision=None) -> jax.Array:
+                         padding: str = "same", impl: str = "auto", precision=None,
+                         method: str = "auto") -> jax.Array:
     """Z2 -> scales: correlates the image with the same filter drawn at every scale.
 
     Args:
       x: [N, H, W, C] images.
       weights: [C, O, B] basis coefficients.
       basis: [S, K, K, B] from ``hermite_gaussian_basis``.
-      padding, impl, precision: as ``ops.conv2d`` (stride 1).
+      padding, impl, precision: as ``ops.conv2d`` (stride 1); ``impl`` matters for the
+        "bank" method only.
+      method: "auto", "separable" or "bank" (module docstring).
 
     Returns:
       [N, H', W', O, S].
@@ -150,6 +246,10 @@ def scale_lifting_conv2d(x: jax.Array, weights: jax.Array, basis: jax.Array, *,
     _check_basis(basis)
     if jnp.ndim(weights) != 3 or weights.shape[-1] != basis.shape[-1]:
         raise ValueError(f"weights must be [C, O, {basis.shape[-1]}], got {jnp.shape(weights)}")
+    method, factors = _pick_method(method, basis)
+    if method == "separable":
+        padding_amounts(x.shape[1:3], basis.shape[1:3], padding, (1, 1))  # checks padding
+        return _separable(x, weights, factors, padding, precision, lifted=False)
     s, k = basis.shape[0], basis.shape[1]
     bank = jnp.einsum("sijb,cob->ijcos", basis, weights,
                       precision=precision)  # [K, K, C, O, S]
@@ -159,7 +259,8 @@ def scale_lifting_conv2d(x: jax.Array, weights: jax.Array, basis: jax.Array, *,
 
 
 def scale_conv2d(y: jax.Array, weights: jax.Array, basis: jax.Array, *,
-                 padding: str = "same", impl: str = "auto", precision=None) -> jax.Array:
+                 padding: str = "same", impl: str = "auto", precision=None,
+                 method: str = "auto") -> jax.Array:
     """Scales -> scales: output scale s mixes input scales s .. s + J - 1 with filters at s.
 
     ``out[..., o, s] = sum_{j, c} (y[..., c, s + j] ⋆ sum_b w[c, j, o, b] basis[s, ..., b])``;
@@ -169,7 +270,9 @@ def scale_conv2d(y: jax.Array, weights: jax.Array, basis: jax.Array, *,
       y: [N, H, W, C, S] map on the scale ladder.
       weights: [C, J, O, B] coefficients; J is the number of scales mixed (1 = none).
       basis: [S, K, K, B].
-      padding, impl, precision: as ``ops.conv2d`` (stride 1).
+      padding, impl, precision: as ``ops.conv2d`` (stride 1); ``impl`` matters for the
+        "bank" method only.
+      method: "auto", "separable" or "bank" (module docstring).
 
     Returns:
       [N, H', W', O, S].
@@ -181,6 +284,14 @@ def scale_conv2d(y: jax.Array, weights: jax.Array, basis: jax.Array, *,
         raise ValueError(f"weights must be [C, J, O, {basis.shape[-1]}], got {jnp.shape(weights)}")
     c, span, o, _ = weights.shape
     s, k = basis.shape[0], basis.shape[1]
+    method, factors = _pick_method(method, basis)
+    if method == "separable":
+        padding_amounts(y.shape[1:3], basis.shape[1:3], padding, (1, 1))  # checks padding
+        # input scale s + j beside scale s as channel (c, j); beyond the ladder: zeros
+        shifted = [jnp.pad(y[..., j:], ((0, 0),) * 4 + ((0, j),)) for j in range(span)]
+        stacked = jnp.stack(shifted, axis=4).reshape(*y.shape[:3], c * span, s)
+        return _separable(stacked, weights.reshape(c * span, o, -1), factors, padding,
+                          precision, lifted=True)
     # bank[:, :, c, t, o, s] holds the filter from input scale t to output scale s (t - s < J)
     filters = jnp.einsum("sxyb,cjob->xycjos", basis, weights,
                          precision=precision)  # [K, K, C, J, O, S]

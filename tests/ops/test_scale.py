@@ -106,3 +106,69 @@ def test_scale_layers_derive_their_default_window():
     assert layer.basis().shape == (3, 13, 13, 6)
     with pytest.raises(ValueError, match="tol"):
         S.kernel_size_for(1.0, 2, tol=0.0)
+
+
+def _both_methods(fn, args, cotangent_key):
+    """Values and input/weight gradients (vjp of a random cotangent) of the separable and
+    the bank (one block-bank conv, XLA's conv at the highest precision) methods."""
+    results = []
+    for method, impl in (("separable", "auto"), ("bank", "xla")):
+        out, vjp = jax.vjp(lambda *a, m=method, i=impl: fn(*a, method=m, impl=i), *args)
+        cot = jax.random.normal(cotangent_key, out.shape)
+        results.append((out, *vjp(cot)))
+    return results
+
+
+@pytest.mark.parametrize("padding", ["same", "valid", "full", "circular"])
+@pytest.mark.parametrize("span", [1, 2])
+def test_separable_scale_conv_matches_the_bank_in_value_and_gradient(key, padding, span):
+    """The separable method (banded passes + one mixing product) against the previous
+    implementation, a block filter bank through lax.conv_general_dilated."""
+    k1, k2, k3 = jax.random.split(key, 3)
+    y = jax.random.normal(k1, (2, 9, 8, 3, 3))  # H != W: the two passes are not swapped
+    w = jax.random.normal(k2, (3, span, 4, 6))
+    basis = S.hermite_gaussian_basis(5, (0.8, 1.2, 1.8))
+    fn = lambda a, c, **kw: S.scale_conv2d(a, c, basis, padding=padding, precision="highest",
+                                           **kw)
+    (out, gy, gw), (ref, ry, rw) = _both_methods(fn, (y, w), k3)
+    assert out.shape == ref.shape
+    # per side: 2 passes of <= 5 taps and 6 * 3 * span products, or 6 + 25 * 3 * span
+    ops = 2 * (10 + 18 * span + 6 + 75 * span)
+    assert_close(out, ref, ops=ops)
+    assert_close(gy, ry, ops=ops + 2 * 4 * 6)  # and the sum over the 4 outputs' channels
+    assert_close(gw, rw, ops=ops + 2 * 2 * 9 * 8 * 3)  # and the sum over images and pixels
+
+
+@pytest.mark.parametrize("padding", ["same", "valid", "circular"])
+def test_separable_lifting_matches_the_bank_in_value_and_gradient(key, padding):
+    k1, k2, k3 = jax.random.split(key, 3)
+    x = jax.random.normal(k1, (2, 10, 7, 2))
+    w = jax.random.normal(k2, (2, 5, 6))
+    basis = S.hermite_gaussian_basis(7, (0.8, 1.3))
+    fn = lambda a, c, **kw: S.scale_lifting_conv2d(a, c, basis, padding=padding,
+                                                   precision="highest", **kw)
+    (out, gx, gw), (ref, rx, rw) = _both_methods(fn, (x, w), k3)
+    ops = 2 * (14 + 12 + 6 + 98)
+    assert_close(out, ref, ops=ops)
+    assert_close(gx, rx, ops=ops + 2 * 5 * 2 * 6)
+    assert_close(gw, rw, ops=ops + 2 * 2 * 10 * 7 * 2)
+
+
+def test_method_auto_falls_back_to_the_bank_for_a_basis_it_cannot_factor(key):
+    k1, k2, k3 = jax.random.split(key, 3)
+    y = jax.random.normal(k1, (1, 6, 6, 2, 2))
+    w = jax.random.normal(k2, (2, 1, 3, 4))
+    dense = jax.random.normal(k3, (2, 3, 3, 4))  # random 3x3 functions: rank 3, not 1
+    ref = S.scale_conv2d(y, w, dense, method="bank", impl="xla", precision="highest")
+    assert_close(S.scale_conv2d(y, w, dense, precision="highest"), ref, ops=2 * (4 + 18))
+    with pytest.raises(ValueError, match="rank one"):
+        S.scale_conv2d(y, w, dense, method="separable")
+    # a traced basis has no values to factor: "auto" takes the bank (a conv) for it
+    basis = S.hermite_gaussian_basis(3, (1.0, 1.5), order=1)  # B = 3
+    w3 = w[..., :3]
+    auto = lambda b: S.scale_conv2d(y, w3, b, precision="highest")
+    assert "conv_general_dilated" in str(jax.make_jaxpr(auto)(basis))
+    assert "conv_general_dilated" not in str(jax.make_jaxpr(lambda: auto(basis))())
+    assert_close(jax.jit(auto)(basis), auto(basis), ops=2 * (6 + 6 + 9 + 3 * 2 * 9))
+    with pytest.raises(ValueError, match="method"):
+        S.scale_conv2d(y, w, dense, method="fft")
