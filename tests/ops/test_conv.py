@@ -309,11 +309,17 @@ def test_auto_impl_follows_backend():
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="'mixed' is the CPU choice of auto")
-def test_auto_on_cpu_runs_xla_conv_for_values_and_matmul_for_gradients(key):
+@pytest.mark.parametrize("stride", [1, 2])
+def test_auto_on_cpu_runs_xla_conv_for_values_and_a_gather_form_for_gradients(stride, key):
     x = jax.random.normal(key, (2, 8, 8, 3))
     k = jax.random.normal(key, (3, 3, 3, 4))
-    value = str(jax.make_jaxpr(lambda a, b: ops.conv2d(a, b, impl="auto"))(x, k))
-    grad = str(jax.make_jaxpr(jax.grad(lambda a, b: ops.conv2d(a, b, impl="auto").sum(),
-                                       argnums=(0, 1)))(x, k))
-    assert "conv_general_dilated" in value
-    assert "conv_general_dilated" not in grad and "dot_general" in grad
+    conv = lambda a, b: ops.conv2d(a, b, impl="auto", stride=stride, padding="same")
+    value = str(jax.make_jaxpr(conv)(x, k))
+    grad = str(jax.make_jaxpr(jax.grad(lambda a, b: conv(a, b).sum(), argnums=(0, 1)))(x, k))
+    assert "conv_general_dilated" in value and "dot_general" not in value
+    # dk: one matmul of the patches; dx: a plain (forward, stride-1) conv of the output
+    # gradient -- not XLA's transposed conv (lhs_dilation) nor a scatter-add of patches.
+    assert grad.count("dot_general") == 2  # y and dk
+    (conv_eqn,) = re.findall(r"conv_general_dilated\[[^\]]*\]", grad.replace("\n", " "))
+    assert re.search(r"lhs_dilation=\(1, 1\)", conv_eqn)
+    assert re.search(r"window_strides=\(1, 1\)", conv_eqn)
