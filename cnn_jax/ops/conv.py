@@ -268,8 +268,11 @@ def resolve_impl(impl: str) -> str:
     """The implementation ``conv2d`` runs for ``impl``.
 
     ``"auto"`` is ``"xla"`` on GPU/TPU and ``"mixed"`` on CPU: XLA's convolution for values
-    that are not differentiated (its forward pass is fast on XLA:CPU), the matmul form under
-    differentiation (XLA:CPU computes the native conv's gradients several times slower).
+    that are not differentiated (its forward pass is fast on XLA:CPU); under differentiation
+    the matmul form, whose patches give the kernel gradient as one matmul, and the input
+    gradient as XLA's forward conv of the output gradient with the flipped kernel (XLA:CPU
+    computes the native conv's own gradients several times slower, and autodiff of the
+    matmul form scatter-adds its patches' gradient back).
     """
     if impl not in IMPLS:
         raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
@@ -330,43 +333,76 @@ def _conv2d_xla(x, kernel, pads, stride, dilation, precision):
     )
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
-def _conv2d_mixed(x, kernel, pads, stride, dilation, precision):
-    """XLA's conv for a value; under reverse-mode differentiation the matmul form."""
-    return _conv2d_xla(x, kernel, pads, stride, dilation, precision)
+def _patches(xp, kh, kw, stride, dilation):
+    """[N, Hp, Wp, C] padded input -> [N, H', W', KH*KW*C]: the strided view of each tap."""
+    n, hp, wp, c = xp.shape
+    (sh, sw), (dh, dw) = stride, dilation
+    oh = (hp - dh * (kh - 1) - 1) // sh + 1
+    ow = (wp - dw * (kw - 1) - 1) // sw + 1
+    views = [
+        lax.slice(xp, (0, m * dh, p * dw, 0),
+                  (n, m * dh + (oh - 1) * sh + 1, p * dw + (ow - 1) * sw + 1, c), (1, sh, sw, 1))
+        for m in range(kh)
+        for p in range(kw)
+    ]
+    return views[0] if len(views) == 1 else jnp.concatenate(views, axis=-1)
 
 
-def _conv2d_mixed_fwd(x, kernel, pads, stride, dilation, precision):
-    return jax.vjp(lambda a, b: _conv2d_matmul(a, b, pads, stride, dilation, precision),
-                   x, kernel)
-
-
-def _conv2d_mixed_bwd(pads, stride, dilation, precision, vjp_fn, cotangent):
-    return vjp_fn(cotangent)
-
-
-_conv2d_mixed.defvjp(_conv2d_mixed_fwd, _conv2d_mixed_bwd)
+def _patch_matmul(xp, kernel, stride, dilation, precision):
+    """'valid' correlation of padded ``xp`` as im2col: [N*H'*W', KH*KW*C] @ [KH*KW*C, O]."""
+    kh, kw, c, o = kernel.shape
+    patches = _patches(xp, kh, kw, stride, dilation)
+    # As a 2-D product: XLA:CPU ran the 4-D dot (and its weight gradient) up to 10x slower.
+    out = jnp.dot(patches.reshape(-1, kh * kw * c), kernel.reshape(kh * kw * c, o),
+                  precision=precision)
+    return out.reshape(*patches.shape[:3], o), patches
 
 
 def _conv2d_matmul(x, kernel, pads, stride, dilation, precision):
     """im2col: gather the KH*KW strided views of x, then one [.., KH*KW*C] @ [KH*KW*C, O]."""
-    kh, kw, c, o = kernel.shape
     xp = jnp.pad(x, ((0, 0), *pads, (0, 0)))
-    (sh, sw), (dh, dw) = stride, dilation
-    oh = (xp.shape[1] - dh * (kh - 1) - 1) // sh + 1
-    ow = (xp.shape[2] - dw * (kw - 1) - 1) // sw + 1
-    views = [
-        lax.slice(
-            xp,
-            (0, m * dh, p * dw, 0),
-            (xp.shape[0], m * dh + (oh - 1) * sh + 1, p * dw + (ow - 1) * sw + 1, c),
-            (1, sh, sw, 1),
-        )
-        for m in range(kh)
-        for p in range(kw)
-    ]
-    patches = views[0] if len(views) == 1 else jnp.concatenate(views, axis=-1)
-    # As a 2-D product: XLA:CPU ran the 4-D dot (and its weight gradient) up to 10x slower.
-    out = jnp.dot(patches.reshape(-1, kh * kw * c), kernel.reshape(kh * kw * c, o),
-                  precision=precision)
-    return out.reshape(*patches.shape[:3], o)
+    return _patch_matmul(xp, kernel, stride, dilation, precision)[0]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _conv2d_mixed(x, kernel, pads, stride, dilation, precision):
+    """XLA's conv for a value; under reverse-mode differentiation ``_conv2d_mixed_fwd/bwd``."""
+    return _conv2d_xla(x, kernel, pads, stride, dilation, precision)
+
+
+def _conv2d_mixed_fwd(x, kernel, pads, stride, dilation, precision):
+    # The matmul form, to keep its patches for dk (recomputing them was slower).
+    xp = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+    y, patches = _patch_matmul(xp, kernel, stride, dilation, precision)
+    return y, (patches, kernel, x.shape[1:3])
+
+
+def _conv2d_mixed_bwd(pads, stride, dilation, precision, residuals, dy):
+    """dk as im2col's matmul ``patches^T dy``; dx as XLA's forward conv of dy with the
+    flipped kernel (a correlation: a gather, not the scatter-add autodiff would emit).
+
+    With ``y[i] = sum_m xp[i s + m d] k[m]``, ``dxp[j] = sum_m dys[j - m d] k[m]`` where
+    ``dys`` is dy with ``s - 1`` zeros between its entries: a correlation of ``dys`` (padded
+    by ``d (KH - 1)`` in front) with ``k`` flipped and transposed to [KH, KW, O, C].
+    Cropping ``xp``'s padding off the result is a negative pad of ``dys``, so only x's
+    pixels are computed.
+    """
+    patches, kernel, in_size = residuals
+    kh, kw, c, o = kernel.shape
+    dk = jnp.dot(patches.reshape(-1, kh * kw * c).T, dy.reshape(-1, o), precision=precision)
+    spread = [(0, 0, 0)]
+    for size, n_out, k, s, d, (lo, _) in zip(
+        in_size, dy.shape[1:3], (kh, kw), stride, dilation, pads, strict=True
+    ):
+        front = d * (k - 1) - lo
+        # dys's padded length must be size + d (k - 1) so that x's size outputs come out.
+        back = size + d * (k - 1) - front - (n_out - 1) * s - 1
+        spread.append((front, back, s - 1))
+    spread.append((0, 0, 0))
+    dys = lax.pad(dy, jnp.zeros((), dy.dtype), spread)
+    flipped = jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2)
+    dx = _conv2d_xla(dys, flipped, ((0, 0), (0, 0)), (1, 1), dilation, precision)
+    return dx, dk.reshape(kernel.shape)
+
+
+_conv2d_mixed.defvjp(_conv2d_mixed_fwd, _conv2d_mixed_bwd)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -32,10 +33,9 @@ def _pool(x, window, stride, padding, reducer, init, impl):
     if tiled and impl != "xla":
         # Non-overlapping windows: crop the remainder, split each axis, reduce. Its gradient
         # is a cheap broadcast, unlike XLA:CPU's select_and_scatter for reduce_window.
-        (wh, ww) = window
-        oh, ow = h // wh, w // ww
-        tiles = x[:, : oh * wh, : ow * ww].reshape(n, oh, wh, ow, ww, c)
-        return reducer(tiles, axis=(2, 4))
+        if reducer is jnp.max:
+            return _tiled_max(x, window)
+        return reducer(_tiles(x, window), axis=(2, 4))
     pads = "VALID" if padding == "valid" else "SAME"
     op = lax.max if reducer is jnp.max else lax.add
     out = lax.reduce_window(x, init(x.dtype), op, (1, *window, 1), (1, *stride, 1), pads)
@@ -43,6 +43,46 @@ def _pool(x, window, stride, padding, reducer, init, impl):
         ones = jnp.ones((1, h, w, 1), x.dtype)
         out = out / lax.reduce_window(ones, 0.0, lax.add, (1, *window, 1), (1, *stride, 1), pads)
     return out
+
+
+def _tiles(x, window):
+    """[N, H, W, C] -> [N, H // wh, wh, W // ww, ww, C], the remainder cropped."""
+    n, h, w, c = x.shape
+    (wh, ww) = window
+    return x[:, : h // wh * wh, : w // ww * ww].reshape(n, h // wh, wh, w // ww, ww, c)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _tiled_max(x, window):
+    """Max over non-overlapping windows; its gradient goes to the first maximum of each
+    window in row-major order, as ``lax.reduce_window``'s (select_and_scatter) does."""
+    return _tiles(x, window).max(axis=(2, 4))
+
+
+def _tiled_max_fwd(x, window):
+    tiles = _tiles(x, window)
+    y = tiles.max(axis=(2, 4))
+    # which tap (row-major index in the window) holds the first maximum: [N, H', W', C] int8
+    first = jnp.zeros(y.shape, jnp.int8)
+    taken = tiles[:, :, 0, :, 0] == y
+    for tap in range(1, window[0] * window[1]):
+        here = (tiles[:, :, tap // window[1], :, tap % window[1]] == y) & ~taken
+        first = jnp.where(here, jnp.int8(tap), first)
+        taken = taken | here
+    return y, (first, x.shape)
+
+
+def _tiled_max_bwd(window, residuals, dy):
+    first, (n, h, w, c) = residuals
+    (wh, ww), (oh, ow) = window, dy.shape[1:3]
+    # a mask multiply per tap, interleaved back into [N, H'*wh, W'*ww, C]; zeros for the crop
+    rows = [jnp.stack([jnp.where(first == i * ww + j, dy, 0) for j in range(ww)], axis=3)
+            for i in range(wh)]
+    dx = jnp.stack(rows, axis=2).reshape(n, oh * wh, ow * ww, c)
+    return (jnp.pad(dx, ((0, 0), (0, h - oh * wh), (0, w - ow * ww), (0, 0))),)
+
+
+_tiled_max.defvjp(_tiled_max_fwd, _tiled_max_bwd)
 
 
 def max_pool2d(x: jax.Array, window: int | Sequence[int], stride=None, *,
@@ -55,7 +95,9 @@ def max_pool2d(x: jax.Array, window: int | Sequence[int], stride=None, *,
       stride: int or (int, int); defaults to ``window``.
       padding: ``"valid"`` or ``"same"`` (XLA's SAME: output ``ceil(H / stride)``).
       impl: ``"reshape"`` (non-overlapping windows only), ``"xla"`` (``reduce_window``) or
-        ``"auto"`` (reshape when it applies). Both give the same values and gradients.
+        ``"auto"`` (reshape when it applies). Both give the same values and gradients, also
+        at ties: all of a window's gradient goes to its first maximum in row-major order.
+        The reshape path supports reverse-mode differentiation only (no jvp).
     """
     return _pool(x, window, stride, padding, jnp.max, lambda d: -jnp.inf, impl)
 

@@ -278,9 +278,27 @@ def test_conv2d_is_a_sum_of_single_channel_correlations(impl, padding, stride, d
 @pytest.mark.parametrize("padding", ops.PADDINGS)
 @pytest.mark.parametrize("stride, dilation", [(1, 1), (2, 1), (1, 2), ((2, 3), (1, 2))])
 def test_conv2d_implementations_agree_in_value_and_gradient(padding, stride, dilation, key):
+    assert_impls_agree((2, 11, 10, 3), (3, 3, 3, 5), padding, stride, dilation, key)
+
+
+@pytest.mark.parametrize(
+    "x_shape, k_shape, padding, stride, dilation",
+    [((2, 9, 12, 2), (2, 4, 2, 3), "same", (2, 1), 1),
+     ((1, 8, 7, 3), (4, 1, 3, 2), "full", 2, (1, 2)),
+     ((2, 7, 8, 1), (2, 2, 1, 4), "valid", (1, 3), 2),
+     ((1, 6, 5, 2), (1, 1, 2, 3), "circular", 2, 1),
+     ((2, 10, 9, 2), (4, 3, 2, 2), "same", 3, 2)],
+)
+def test_conv2d_implementations_agree_for_even_kernels_and_odd_sizes(x_shape, k_shape, padding,
+                                                                     stride, dilation, key):
+    assert_impls_agree(x_shape, k_shape, padding, stride, dilation, key)
+
+
+def assert_impls_agree(x_shape, k_shape, padding, stride, dilation, key):
+    """matmul and auto against xla (lax.conv_general_dilated): values, dx and dk."""
     kx, kk, kg = jax.random.split(key, 3)
-    x = jax.random.normal(kx, (2, 11, 10, 3))
-    k = jax.random.normal(kk, (3, 3, 3, 5))
+    x = jax.random.normal(kx, x_shape)
+    k = jax.random.normal(kk, k_shape)
     kw = dict(padding=padding, stride=stride, dilation=dilation, precision="highest")
     y_xla = ops.conv2d(x, k, impl="xla", **kw)
     cot = jax.random.normal(kg, y_xla.shape)
@@ -293,10 +311,11 @@ def test_conv2d_implementations_agree_in_value_and_gradient(padding, stride, dil
     y_scale = jnp.max(ops.conv2d(*abs_in, impl="xla", **kw))
     abs_loss = lambda a, b: jnp.vdot(ops.conv2d(a, b, impl="xla", **kw), jnp.abs(cot))
     g_scales = [jnp.max(g) for g in jax.grad(abs_loss, argnums=(0, 1))(*abs_in)]
-    g_terms = [3 * 3 * 5, y_xla.shape[0] * y_xla.shape[1] * y_xla.shape[2]]
+    kh, kwidth, c, o = k_shape
+    g_terms = [kh * kwidth * o, y_xla.shape[0] * y_xla.shape[1] * y_xla.shape[2]]
     for impl in ("matmul", "auto"):
         y = jax.jit(lambda a, b, impl=impl: ops.conv2d(a, b, impl=impl, **kw))(x, k)
-        assert_close(y, y_xla, ops=2 * 3 * 3 * 3, scale=float(y_scale), err_msg=impl)
+        assert_close(y, y_xla, ops=2 * kh * kwidth * c, scale=float(y_scale), err_msg=impl)
         grads = jax.jit(jax.grad(loss(impl), argnums=(0, 1)))(x, k)
         for a, b, n, s, name in zip(grads, g_xla, g_terms, g_scales, ("dx", "dk")):
             assert_close(a, b, ops=2 * n, scale=float(s), err_msg=f"{impl} {name}")
@@ -309,11 +328,17 @@ def test_auto_impl_follows_backend():
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="'mixed' is the CPU choice of auto")
-def test_auto_on_cpu_runs_xla_conv_for_values_and_matmul_for_gradients(key):
+@pytest.mark.parametrize("stride", [1, 2])
+def test_auto_on_cpu_runs_xla_conv_for_values_and_a_gather_form_for_gradients(stride, key):
     x = jax.random.normal(key, (2, 8, 8, 3))
     k = jax.random.normal(key, (3, 3, 3, 4))
-    value = str(jax.make_jaxpr(lambda a, b: ops.conv2d(a, b, impl="auto"))(x, k))
-    grad = str(jax.make_jaxpr(jax.grad(lambda a, b: ops.conv2d(a, b, impl="auto").sum(),
-                                       argnums=(0, 1)))(x, k))
-    assert "conv_general_dilated" in value
-    assert "conv_general_dilated" not in grad and "dot_general" in grad
+    conv = lambda a, b: ops.conv2d(a, b, impl="auto", stride=stride, padding="same")
+    value = str(jax.make_jaxpr(conv)(x, k))
+    grad = str(jax.make_jaxpr(jax.grad(lambda a, b: conv(a, b).sum(), argnums=(0, 1)))(x, k))
+    assert "conv_general_dilated" in value and "dot_general" not in value
+    # dk: one matmul of the patches; dx: a plain (forward, stride-1) conv of the output
+    # gradient -- not XLA's transposed conv (lhs_dilation) nor a scatter-add of patches.
+    assert grad.count("dot_general") == 2  # y and dk
+    (conv_eqn,) = re.findall(r"conv_general_dilated\[[^\]]*\]", grad.replace("\n", " "))
+    assert re.search(r"lhs_dilation=\(1, 1\)", conv_eqn)
+    assert re.search(r"window_strides=\(1, 1\)", conv_eqn)

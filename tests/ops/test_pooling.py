@@ -40,6 +40,30 @@ def test_reshape_path_matches_reduce_window_values_and_gradients(pool, shape, wi
         assert_close(g_fast, g_slow, ops=2)
 
 
+@pytest.mark.parametrize("shape, window",
+                         [((2, 8, 8, 3), 2), ((2, 13, 13, 4), 2), ((1, 9, 7, 2), (3, 2)),
+                          ((1, 6, 9, 1), (2, 3))])
+def test_max_pool_ties_send_the_gradient_to_the_first_maximum_like_reduce_window(shape, window,
+                                                                                 key):
+    # small integers: most windows hold ties (after a ReLU, all-zero windows are common)
+    x = jnp.maximum(jnp.round(jax.random.normal(key, shape)), 0.0)
+    fast = jax.jit(lambda a: ops.max_pool2d(a, window, impl="reshape"))
+    slow = jax.jit(lambda a: ops.max_pool2d(a, window, impl="xla"))
+    cot = jax.random.normal(jax.random.fold_in(key, 1), fast(x).shape)
+    g_fast = jax.grad(lambda a: jnp.vdot(fast(a), cot))(x)
+    g_slow = jax.grad(lambda a: jnp.vdot(slow(a), cot))(x)
+    np.testing.assert_array_equal(fast(x), slow(x))
+    np.testing.assert_array_equal(g_fast, g_slow)  # copies of cot entries, or zeros: exact
+
+
+def test_max_pool_gradient_of_constant_windows_goes_to_the_top_left_tap(variant):
+    x = jnp.ones((1, 5, 6, 1))  # 2x3 windows; row 4 is the cropped remainder
+    grad = variant(jax.grad(lambda a: ops.max_pool2d(a, (2, 3)).sum()))(x)[0, ..., 0]
+    expected = np.zeros((5, 6))
+    expected[0, 0] = expected[0, 3] = expected[2, 0] = expected[2, 3] = 1.0
+    np.testing.assert_array_equal(grad, expected)
+
+
 def test_overlapping_and_same_pooling_use_reduce_window():
     x = jnp.arange(25.0).reshape(1, 5, 5, 1)
     out = ops.max_pool2d(x, 3, 2, padding="same")
