@@ -57,13 +57,14 @@ mutants: venv
 	  $(VENV)/bin/mutmut run --max-children $(MUTMUT_JOBS)
 	$(PY) -m tests.mutmut_plugin
 
-# Speed vs Keras 3 (JAX backend) and PyTorch CPU: the `bench` extra, then the full benchmark.
+# Speed vs Keras 3 (JAX backend) and PyTorch CPU: the `bench` extra, then the full benchmark:
+# every model (group and scale CNNs: ours only) and the per-op profile of each train step.
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	touch $@
 
 bench: venv data $(VENV)/.bench-installed
-	$(PY) scripts/benchmark.py
+	$(PY) scripts/benchmark.py --models=mlp,cnn,p4cnn,p4mcnn,sesn --profile
 
 # On a machine with an NVIDIA GPU (and PyPI): a fresh .venv-gpu with the CUDA build of jaxlib,
 # the numerics and equivariance tests on the GPU, a 2-epoch MLP/CNN benchmark; about 8 minutes.
