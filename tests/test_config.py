@@ -108,3 +108,102 @@ def test_early_stopping_fields_are_checked_with_their_prefix():
         EarlyStoppingConfig(min_delta=float("nan"))
     with pytest.raises(ConfigError, match=r"early_stopping.patience='2': must be an int"):
         EarlyStoppingConfig(patience="2")
+
+
+# Every check, with the exact message: (constructor, arguments, message).
+_ES, _TC = EarlyStoppingConfig, TrainConfig
+_BAD = [
+    (_ES, {"monitor": 1}, "early_stopping.monitor=1: must be a str"),
+    (_ES, {"min_delta": "0"}, "early_stopping.min_delta='0': must be a float"),
+    (_ES, {"patience": 1.0}, "early_stopping.patience=1.0: must be an int"),
+    (_ES, {"mode": "best"}, "early_stopping.mode='best': must be one of ('auto', 'min', 'max')"),
+    (_ES, {"patience": -1}, "early_stopping.patience=-1: must be >= 0"),
+    (_ES, {"min_delta": float("inf")}, "early_stopping.min_delta=inf: must be a finite number"),
+    (_ES, {"baseline": float("-inf")},
+     "early_stopping.baseline=-inf: must be a finite number or None"),
+    (_ES, {"baseline": "1"}, "early_stopping.baseline='1': must be a float or None"),
+    (_ES, {"restore_best_weights": 1}, "early_stopping.restore_best_weights=1: must be a bool"),
+    (_ES, {"start_from_epoch": -1}, "early_stopping.start_from_epoch=-1: must be >= 0"),
+    (_TC, {"model": None}, "model=None: must be a str"),
+    (_TC, {"model_module": 3}, "model_module=3: must be a str or None"),
+    (_TC, {"seed": True}, "seed=True: must be an int"),
+    (_TC, {"learning_rate": True}, "learning_rate=True: must be a float"),
+    (_TC, {"batch_size": 0}, "batch_size=0: must be > 0"),
+    (_TC, {"epochs": 0}, "epochs=0: must be > 0"),
+    (_TC, {"learning_rate": 0.0}, "learning_rate=0.0: must be > 0 and finite"),
+    (_TC, {"learning_rate": -1e-3}, "learning_rate=-0.001: must be > 0 and finite"),
+    (_TC, {"seed": 2**32}, "seed=4294967296: must be in [0, 2**32)"),
+    (_TC, {"validation": "valid"}, "validation='valid': must be one of ('test', 'holdout')"),
+    (_TC, {"validation_fraction": 0.0}, "validation_fraction=0.0: must be in (0, 1)"),
+    (_TC, {"validation_fraction": 1.0}, "validation_fraction=1.0: must be in (0, 1)"),
+    (_TC, {"loss": "mse"},
+     "loss='mse': must be one of ('cross_entropy', 'keras_categorical_crossentropy')"),
+    (_TC, {"num_devices": -1}, "num_devices=-1: must be >= 0"),
+    (_TC, {"checkpoint_every": -1}, "checkpoint_every=-1: must be >= 0"),
+    (_TC, {"early_stopping": _ES(monitor="val_f1")},
+     "early_stopping.monitor='val_f1': must be one of the logged metrics "
+     "('loss', 'accuracy', 'val_loss', 'val_accuracy')"),
+    (_TC, {"precision": "fast"}, "precision='fast': must be one of ('default', 'high', 'highest')"),
+    (_TC, {"num_seeds": 0}, "num_seeds=0: must be >= 1"),
+    (_TC, {"seed": 2**32 - 2, "num_seeds": 3},
+     "num_seeds=3: must be such that seed + num_seeds - 1 < 2**32 (seed=4294967294)"),
+    (_TC, {"num_seeds": 2, "validation": "holdout"},
+     "num_seeds=2: must be 1 with validation='holdout' (its split depends on the seed; the "
+     "vectorised seeds share one data set)"),
+    (_TC, {"model_kwargs": {"init": {1: 2}}},
+     "model_kwargs.init={1: 2}: must be None, a bool, number or string, or a list/tuple/dict "
+     "(string keys) of these"),
+    (_TC, {"optimizer_kwargs": {"b": [1, {"c": object}]}},
+     f"optimizer_kwargs.b.c={object!r}: must be None, a bool, number or string, or a "
+     "list/tuple/dict (string keys) of these"),
+]
+
+
+@pytest.mark.parametrize("cls, kwargs, message", _BAD, ids=[m.split(":")[0] for *_, m in _BAD])
+def test_each_bad_value_gets_its_exact_message(cls, kwargs, message):
+    with pytest.raises(ConfigError) as e:
+        cls(**kwargs)
+    assert str(e.value) == message
+    assert e.value.field == message.partition("=")[0]
+    assert e.value.problem == "must " + message.split(": must ", 1)[1]
+
+
+def test_boundary_values_are_accepted():
+    """The last good value next to each bad one above (kills off-by-one comparisons)."""
+    es = EarlyStoppingConfig(patience=0, start_from_epoch=0, min_delta=-1.0, baseline=2.5,
+                             mode="max", monitor="accuracy", restore_best_weights=True)
+    assert (es.patience, es.start_from_epoch, es.min_delta, es.baseline) == (0, 0, -1.0, 2.5)
+    c = TrainConfig(batch_size=1, epochs=1, learning_rate=1e-30, seed=2**32 - 3, num_seeds=3,
+                    validation_fraction=1e-9, num_devices=0, checkpoint_every=0,
+                    precision="highest", loss="keras_categorical_crossentropy",
+                    early_stopping=es, model_module=None, data_dir=None)
+    assert (c.batch_size, c.epochs, c.seed, c.num_seeds) == (1, 1, 2**32 - 3, 3)
+    assert TrainConfig(validation="holdout", validation_fraction=1 - 1e-9, num_seeds=1,
+                       seed=0).validation_fraction == 1 - 1e-9
+    for precision in ("default", "high"):
+        assert TrainConfig(precision=precision).precision == precision
+
+
+def test_numpy_scalars_become_python_scalars_in_both_dataclasses():
+    es = EarlyStoppingConfig(patience=np.int64(2), min_delta=np.float32(0.5), baseline=np.int8(1))
+    assert (type(es.patience), type(es.min_delta), type(es.baseline)) == (int, float, float)
+    assert es == EarlyStoppingConfig(patience=2, min_delta=0.5, baseline=1.0)
+    c = TrainConfig(optimizer_kwargs={"b1": np.float64(0.5), "eps": [np.float32(0.25)]})
+    assert c.optimizer_kwargs == {"b1": 0.5, "eps": (0.25,)}
+    assert type(c.optimizer_kwargs["b1"]) is float
+
+
+def test_replace_sends_unknown_names_to_model_kwargs():
+    c = TrainConfig(model="cnn", model_kwargs={"features": (8,)})
+    d = c.replace(seed=3, features=(4, 4), dropout=0.5)
+    assert (d.seed, d.model) == (3, "cnn")
+    assert d.model_kwargs == {"features": (4, 4), "dropout": 0.5}
+    assert c.model_kwargs == {"features": (8,)} and c.replace() == c
+    assert c.replace(epochs=2).model_kwargs == {"features": (8,)}
+
+
+def test_diff_shows_fields_missing_on_either_side_and_reprs_the_rest():
+    assert config_diff({"a": 1, "s": "x", "n": {"k": None}}, {"b": "y", "s": "x", "n": {}}) == [
+        "a: 1 -> (missing)", "b: (missing) -> 'y'", "n.k: None -> (missing)"]
+    assert config_diff({"m": "(missing)"}, {"m": "(missing)"}) == []
+    assert config_diff({}, {}) == [] and config_diff({"x": [1]}, {"x": [1]}) == []
