@@ -8,6 +8,17 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
         os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
     ).strip()
 
+# One persistent XLA compilation cache per test session, shared by the xdist workers (they
+# inherit this environment) and by the scripts the tests start: many of those compile the
+# same programs again (the quick experiments, resumed and rerun runs). Removed at the end.
+_OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
+if _OWN_CACHE:
+    import tempfile
+
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="cnn-jax-xla-cache-")
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+
+import shutil  # noqa: E402
 import zlib  # noqa: E402
 
 import jax  # noqa: E402
@@ -26,6 +37,12 @@ _JAX_OPTIONS = (
     "jax_numpy_rank_promotion",
     "jax_default_matmul_precision",
 )
+
+
+def pytest_unconfigure(config):
+    """Removes the session's compilation cache (in the process that made it)."""
+    if _OWN_CACHE and not hasattr(config, "workerinput"):
+        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
