@@ -205,5 +205,6 @@ def test_replace_sends_unknown_names_to_model_kwargs():
 def test_diff_shows_fields_missing_on_either_side_and_reprs_the_rest():
     assert config_diff({"a": 1, "s": "x", "n": {"k": None}}, {"b": "y", "s": "x", "n": {}}) == [
         "a: 1 -> (missing)", "b: (missing) -> 'y'", "n.k: None -> (missing)"]
+    assert config_diff({"s": "x"}, {"s": "y"}) == ["s: 'x' -> 'y'"]
     assert config_diff({"m": "(missing)"}, {"m": "(missing)"}) == []
     assert config_diff({}, {}) == [] and config_diff({"x": [1]}, {"x": [1]}) == []
