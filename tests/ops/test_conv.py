@@ -342,3 +342,110 @@ def test_auto_on_cpu_runs_xla_conv_for_values_and_a_gather_form_for_gradients(st
     (conv_eqn,) = re.findall(r"conv_general_dilated\[[^\]]*\]", grad.replace("\n", " "))
     assert re.search(r"lhs_dilation=\(1, 1\)", conv_eqn)
     assert re.search(r"window_strides=\(1, 1\)", conv_eqn)
+
+
+# ------------------------------------------------------------------ what reaches the kernels
+
+
+def _contractions(jaxpr):
+    """Every dot_general / conv_general_dilated equation of ``jaxpr``, sub-jaxprs included."""
+    out = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name in ("dot_general", "conv_general_dilated"):
+            out.append(eqn)
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (tuple, list)) else (value,):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    out += _contractions(inner)
+    return out
+
+
+def _precisions(eqn):
+    p = eqn.params["precision"]
+    return set(p) if isinstance(p, tuple) else {p}
+
+
+@pytest.mark.parametrize("impl", ["xla", "matmul", "auto"])
+def test_conv2d_precision_reaches_every_contraction_of_value_and_gradient(impl, key):
+    """On CPU every precision computes float32 (README), so only the program can show that
+    the argument is passed on: forward, dx and dk, stride 2 (the spread gradient) and 1."""
+    x, k = jax.random.normal(key, (1, 6, 6, 2)), jax.random.normal(key, (3, 3, 2, 3))
+    for stride in (1, 2):
+        for precision, want in ((jax.lax.Precision.HIGHEST, {jax.lax.Precision.HIGHEST}),
+                                (None, {None})):
+            def f(a, b, stride=stride, precision=precision):
+                return ops.conv2d(a, b, impl=impl, stride=stride, padding="same",
+                                  precision=precision).sum()
+
+            for fn in (f, jax.grad(f, argnums=(0, 1))):
+                eqns = _contractions(jax.make_jaxpr(fn)(x, k).jaxpr)
+                assert eqns, "no contraction found"
+                for eqn in eqns:
+                    assert _precisions(eqn) == want, (impl, stride, eqn)
+
+
+@pytest.mark.parametrize("name", sorted(ALL_FUNCS))
+def test_single_map_functions_contract_at_highest_precision(name):
+    f, nd = ALL_FUNCS[name]
+    eqns = _contractions(jax.make_jaxpr(f)(jnp.ones((5,) * nd), jnp.ones((2,) * nd)).jaxpr)
+    assert all(_precisions(e) == {jax.lax.Precision.HIGHEST} for e in eqns)
+    assert bool(eqns) == (not name.endswith("_reference"))  # the references multiply-add
+
+
+def test_conv2d_defaults_are_valid_unit_stride_and_dilation_and_auto(key):
+    x, k = jax.random.normal(key, (2, 7, 6, 3)), jax.random.normal(key, (3, 2, 3, 4))
+    want = jax.lax.conv_general_dilated(x, k, (1, 1), "VALID",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                        precision=jax.lax.Precision.HIGHEST)
+    assert_close(ops.conv2d(x, k), want, ops=18, scale=float(jnp.abs(x).max() *
+                                                            jnp.abs(k).max()))
+    assert str(jax.make_jaxpr(ops.conv2d)(x, k)) == str(
+        jax.make_jaxpr(lambda a, b: ops.conv2d(a, b, impl="auto"))(x, k))
+
+
+def test_conv2d_wrong_ranks_and_channels_are_named():
+    with pytest.raises(ValueError) as e:
+        ops.conv2d(jnp.ones((5, 5, 1)), jnp.ones((3, 3, 1, 1)))
+    assert str(e.value) == "x must be 4-D [N, H, W, C], got shape (5, 5, 1)"
+    with pytest.raises(ValueError) as e:
+        ops.conv2d(jnp.ones((1, 5, 5, 1)), jnp.ones((3, 3, 1)))
+    assert str(e.value) == "kernel must be 4-D [KH, KW, C, O], got shape (3, 3, 1)"
+    with pytest.raises(ValueError) as e:
+        ops.conv2d(jnp.ones((1, 5, 5, 2)), jnp.ones((3, 3, 1, 4)))
+    assert str(e.value) == "kernel input channels 1 do not match x channels 2"
+    with pytest.raises(ValueError) as e:
+        ops.conv2d(jnp.ones((1, 5, 5, 1)), jnp.ones((3, 3, 1, 1)), impl="mixed")
+    assert str(e.value) == "impl must be one of ('auto', 'xla', 'matmul'), got 'mixed'"
+
+
+def test_auto_is_xla_on_accelerators(monkeypatch):
+    for backend, want in (("gpu", "xla"), ("tpu", "xla"), ("cpu", "mixed")):
+        monkeypatch.setattr(jax, "default_backend", lambda b=backend: b)
+        assert ops.resolve_impl("auto") == want
+    assert ops.resolve_impl("matmul") == "matmul"
+
+
+def test_integer_inputs_are_computed_in_float32():
+    """The lecture's example in int32 gives float32 maps with the exact values."""
+    x, k = jnp.array(LECTURE_X, jnp.int32), jnp.array(LECTURE_K, jnp.int32)
+    for name, (f, nd) in ALL_FUNCS.items():
+        if nd == 2:
+            out = f(x, k)
+            assert out.dtype == jnp.float32, name
+            if name.startswith("correlate"):
+                np.testing.assert_array_equal(out, LECTURE_OUT)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_bfloat16_gradients_of_auto_match_xla(stride, key):
+    """The gather-form gradient keeps bfloat16 (its spread of dy pads with a bfloat16 zero)."""
+    x = jax.random.normal(key, (1, 6, 6, 2)).astype(jnp.bfloat16)
+    k = jax.random.normal(jax.random.fold_in(key, 1), (3, 3, 2, 3)).astype(jnp.bfloat16)
+    grads = {impl: jax.grad(lambda a, b: ops.conv2d(a, b, impl=impl, stride=stride,  # noqa: B023
+                                                    padding="same").astype(jnp.float32).sum(),
+                            argnums=(0, 1))(x, k) for impl in ("xla", "auto")}
+    for a, b in zip(grads["auto"], grads["xla"]):
+        assert a.dtype == b.dtype == jnp.bfloat16
+        np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32),
+                                   rtol=2e-2, atol=0.1)
