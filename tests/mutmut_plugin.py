@@ -83,6 +83,9 @@ EQUIVALENT: dict[str, str] = {
     "cnn_jax.ops.conv.x__patches__mutmut_54": "concatenating one view gives that view",
     **{f"cnn_jax.ops.conv.x__conv2d_mixed_bwd__mutmut_{i}":
        "zip's strict: the zipped sequences all have 2 entries" for i in (34, 41, 44)},
+    **{f"cnn_jax.ops.conv.x_padding_amounts__mutmut_{i}":
+       "zip's strict: sizes, kernel sizes and dilations all have ndim entries"
+       for i in (6, 10, 11)},
     "cnn_jax.training.early_stopping.xǁEarlyStoppingǁupdate__mutmut_18":
         "the first kept epoch is always an improvement, which sets has_best_weights again",
     "cnn_jax.training.early_stopping.xǁEarlyStoppingǁupdate__mutmut_19":

@@ -449,3 +449,22 @@ def test_bfloat16_gradients_of_auto_match_xla(stride, key):
         assert a.dtype == b.dtype == jnp.bfloat16
         np.testing.assert_allclose(np.asarray(a, np.float32), np.asarray(b, np.float32),
                                    rtol=2e-2, atol=0.1)
+
+
+@pytest.mark.parametrize("impl", ["xla", "matmul", "auto"])
+def test_conv2d_circular_keeps_the_size_and_wraps(impl, key):
+    x, k = jax.random.normal(key, (1, 5, 6, 2)), jax.random.normal(key, (3, 3, 2, 2))
+    y = ops.conv2d(x, k, padding="circular", impl=impl)
+    assert y.shape == (1, 5, 6, 2)
+    want = jax.lax.conv_general_dilated(jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), "wrap"), k,
+                                        (1, 1), "VALID", precision=jax.lax.Precision.HIGHEST,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    assert_close(y, want, ops=18, scale=float(jnp.abs(x).max() * jnp.abs(k).max()))
+
+
+@pytest.mark.parametrize("arg, value", [("stride", 0), ("dilation", (1, 0))])
+def test_conv2d_stride_and_dilation_messages_name_them(arg, value):
+    with pytest.raises(ValueError) as e:
+        ops.conv2d(jnp.ones((1, 5, 5, 1)), jnp.ones((2, 2, 1, 1)), **{arg: value})
+    assert str(e.value) == (f"{arg} must be a positive int or a sequence of 2 positive ints, "
+                            f"got {value!r}")
