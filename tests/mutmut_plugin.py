@@ -5,11 +5,12 @@ mutated files into a trampoline that runs the original or one mutant (chosen by 
 ``MUTANT_UNDER_TEST`` environment variable), runs the selected tests once to learn which
 tests call which function, then runs each mutant against those tests only (``-x``: the
 first failure kills it). This module is loaded into those pytest runs (``-p`` in
-``[tool.mutmut]``) and narrows them further:
+``[tool.mutmut]``) and decides which tests run:
 
 * collection: only the test files in ``FILE_TESTS`` are collected at all;
-* each mutant: only the tests of its own source file run (mutmut's list of the tests that
-  reached the mutated function, cut down to that file's test files).
+* each mutant: every test of its own source file's test files runs, fastest first (not
+  mutmut's list of the tests that reached the mutated function: see
+  ``pytest_load_initial_conftests``).
 
 ``python -m tests.mutmut_plugin`` (run in the repository root after ``mutmut run``) prints
 the score per file, with the mutants listed in ``EQUIVALENT`` left out of it.
@@ -47,11 +48,17 @@ _CHECKED = ("the field name _plain reports: to_dict's values were all checked wh
 _WIDEST = ("result_type(..., float32) without x or kernel, or None (the default float): "
            "float32 for every real input without jax_enable_x64")
 EQUIVALENT: dict[str, str] = {
-    "cnn_jax.ops.pooling.x__pool__mutmut_99": "lax.reduce_window upper-cases the padding name",
-    "cnn_jax.ops.pooling.x__pool__mutmut_104": "lax.reduce_window upper-cases the padding name",
-    "cnn_jax.ops.pooling.x__pool__mutmut_122": "the init lambdas ignore their dtype argument",
-    "cnn_jax.ops.pooling.x__pool__mutmut_152": "a stride along the size-1 batch axis of ones",
-    "cnn_jax.ops.pooling.x__pool__mutmut_153": "a stride along the size-1 channel axis of ones",
+    "cnn_jax.ops.pooling.x__pool__mutmut_89": "lax.reduce_window upper-cases the padding name",
+    "cnn_jax.ops.pooling.x__pool__mutmut_94": "lax.reduce_window upper-cases the padding name",
+    "cnn_jax.ops.pooling.x__pool__mutmut_112": "the init lambdas ignore their dtype argument",
+    "cnn_jax.ops.pooling.x__pool__mutmut_142": "a stride along the size-1 batch axis of ones",
+    "cnn_jax.ops.pooling.x__pool__mutmut_143": "a stride along the size-1 channel axis of ones",
+    "cnn_jax.ops.pooling.x__tiled_max_fwd__mutmut_12":
+        "the first-maximum tap index held as float32 instead of int8: small integers, exact",
+    "cnn_jax.ops.pooling.x__tiled_max_fwd__mutmut_14":
+        "the first-maximum tap index held as float32 instead of int8: small integers, exact",
+    "cnn_jax.ops.pooling.x__tiled_max_fwd__mutmut_21":
+        "tap 0 again: it is already taken wherever it is a maximum, so it changes nothing",
     "cnn_jax.data.pipeline.x_epoch_batches__mutmut_21": "used == N: the else branch pads 0 rows",
     "cnn_jax.data.pipeline.x_normalize__mutmut_3": "uint8 / 255.0 is float32 already",
     "cnn_jax.data.pipeline.x_normalize__mutmut_9": _X64,
@@ -116,6 +123,16 @@ def pytest_ignore_collect(collection_path, config):
         if collection_path.name not in ("conftest.py", "__init__.py") and rel not in _TEST_FILES:
             return True
     return None
+
+
+def pytest_load_initial_conftests(early_config, parser, args):
+    """Under a mutant, runs every test of its source file's test files instead of mutmut's
+    list: mutmut credits a function to the tests during which it ran, so a test that only
+    reads what a module-scoped fixture computed (e.g. TensorBoard files written while an
+    earlier test set the fixture up) is missing from that list."""
+    module = _module_of(os.environ.get("MUTANT_UNDER_TEST", ""))
+    if module is not None and any("::" in a for a in args):
+        args[:] = [a for a in args if "::" not in a] + list(FILE_TESTS[module])
 
 
 def pytest_collection_modifyitems(config, items):

@@ -98,3 +98,21 @@ def test_progress_line():
     assert loop._progress(history, 100) == (
         "epoch   7/100  loss 0.5123  acc 0.8000  val_loss 0.6000  val_acc 0.7500  "
         "12,346 samples/s  6.00s  ETA <= 6.2 min")
+
+
+def test_load_data_logs_what_it_loaded_and_places_it_on_the_mesh(caplog):
+    config = TrainConfig(dataset="synthetic_bars", validation="holdout",
+                         validation_fraction=0.25, seed=7, num_devices=4)
+    mesh = loop.make_mesh(4)
+    with caplog.at_level("INFO", logger=loop.log.name):
+        data = loop.load_data(config, mesh)
+    assert caplog.messages == ["data: synthetic_bars train 3072, valid 1024 "
+                               "(synthetic|holdout(fraction=0.25, seed=7):train)"]
+    for array in (data.train_images, data.train_labels, data.valid_images, data.valid_labels):
+        assert array.sharding.mesh.devices.size == 4 and array.sharding.is_fully_replicated
+
+
+def test_discard_run_logs_the_workdir(tmp_path, caplog):
+    with caplog.at_level("INFO", logger=loop.log.name):
+        loop.discard_run(str(tmp_path))
+    assert caplog.messages == [f"{tmp_path}: previous run discarded (restart)"]
