@@ -219,5 +219,12 @@ def test_tensorboard_events_hold_every_epoch_and_step(bn_runs):
     bound = assert_close(np.dot(first, sizes) / 300, history[0]["loss"],
                          ops=steps_per_epoch + 2, dtype=np.float32)
     assert abs(first.mean() - history[0]["loss"]) > 100 * bound  # control: batch means
+    step_acc = [(s, v) for t, s, v in events if t == "step/accuracy"]
+    assert [s for s, _ in step_acc] == [s for s, _ in step_loss]
+    acc = np.array([v for _, v in step_acc[:steps_per_epoch]])
+    assert_close(np.dot(acc, sizes) / 300, history[0]["accuracy"], ops=steps_per_epoch + 2,
+                 dtype=np.float32)
+    for key in ("epoch_time", "samples_per_s"):
+        assert [s for t, s, _ in events if t == f"epoch/{key}"] == [h["epoch"] for h in history]
     plain = _events(bn_runs["plain"][0] / "tensorboard")
     assert plain and not [t for t, _, _ in plain if t.startswith("step/")]
