@@ -116,3 +116,49 @@ def test_discard_run_logs_the_workdir(tmp_path, caplog):
     with caplog.at_level("INFO", logger=loop.log.name):
         loop.discard_run(str(tmp_path))
     assert caplog.messages == [f"{tmp_path}: previous run discarded (restart)"]
+
+
+def test_write_start_records_classes_input_shape_and_statistics(tmp_path):
+    images = np.zeros((6, 4, 3, 2), np.uint8)
+    labels = np.zeros(6, np.int32)
+    for standardize in (False, True):
+        data = loop.DeviceData.from_arrays(images + 51 * np.arange(2, dtype=np.uint8), labels,
+                                           images[:2], labels[:2], 5, standardize=standardize)
+        config = TrainConfig(standardize=standardize)
+        loop.write_start(str(tmp_path), config, data)
+        model = json.load(open(tmp_path / "model.json"))
+        # per-channel statistics of the training images as float32 (channel 1 is 51/255)
+        f32 = lambda *v: [float(np.float32(x)) for x in v]  # noqa: E731
+        assert model == {"num_classes": 5, "input_shape": [4, 3, 2],
+                         "mean": f32(0.0, 0.2) if standardize else None,
+                         "std": f32(1e-6, 1e-6) if standardize else None}
+        assert json.load(open(tmp_path / "config.json")) == config.to_dict()
+
+
+def test_run_results_status_and_epochs():
+    from cnn_jax.config import EarlyStoppingConfig
+    from cnn_jax.training.early_stopping import EarlyStopping
+
+    evals = dict(train_eval={"loss": 0.5, "accuracy": 0.75},
+                 valid_eval={"loss": 0.25, "accuracy": 0.5}, wall_time=3.0, devices=2)
+    history = [{}] * 4
+    plain = loop.run_results(TrainConfig(model="cnn"), None, history, "completed", "",
+                             param_count=7, restores=False, **evals)
+    assert plain["status"] == "completed" and plain["epochs_run"] == 4
+    assert (plain["best_epoch"], plain["stopped_epoch"], plain["final_weights_epoch"]) == (4, 0, 4)
+    assert {k: plain[k] for k in ("model", "param_count", "train_loss", "valid_accuracy",
+                                  "wall_time", "devices")} == {
+        "model": "cnn", "param_count": 7, "train_loss": 0.5, "valid_accuracy": 0.5,
+        "wall_time": 3.0, "devices": 2}
+    stopper = EarlyStopping(EarlyStoppingConfig(patience=1, restore_best_weights=True))
+    for epoch, loss in enumerate([1.0, 0.5, 0.7]):  # best epoch 2, stops at epoch 3
+        stopper.update(epoch, {"val_loss": loss})
+    assert stopper.stop_training
+    stopped = loop.run_results(TrainConfig(), stopper, history, "completed", "",
+                               param_count=7, restores=True, **evals)
+    assert stopped["status"] == "stopped_early"
+    assert (stopped["best_epoch"], stopped["stopped_epoch"], stopped["final_weights_epoch"]) == (
+        2, 3, 2)
+    bad = loop.run_results(TrainConfig(), stopper, history, "non_finite_loss", "nan",
+                           param_count=7, restores=True, **evals)
+    assert bad["status"] == "non_finite_loss" and bad["message"] == "nan"
