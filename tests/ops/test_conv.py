@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from cnn_jax import ops
 from tests.numerics import assert_close
+from tests.test_precision import contraction_precisions
 
 LECTURE_X = [[3, 3, 2, 1, 0], [0, 0, 1, 3, 1], [3, 1, 2, 2, 3], [2, 0, 0, 2, 2], [2, 0, 0, 0, 1]]
 LECTURE_K = [[0, 1, 2], [2, 2, 0], [0, 1, 2]]
@@ -347,23 +348,9 @@ def test_auto_on_cpu_runs_xla_conv_for_values_and_a_gather_form_for_gradients(st
 # ------------------------------------------------------------------ what reaches the kernels
 
 
-def _contractions(jaxpr):
-    """Every dot_general / conv_general_dilated equation of ``jaxpr``, sub-jaxprs included."""
-    out = []
-    for eqn in jaxpr.eqns:
-        if eqn.primitive.name in ("dot_general", "conv_general_dilated"):
-            out.append(eqn)
-        for value in eqn.params.values():
-            for sub in value if isinstance(value, (tuple, list)) else (value,):
-                inner = getattr(sub, "jaxpr", sub)
-                if hasattr(inner, "eqns"):
-                    out += _contractions(inner)
-    return out
-
-
-def _precisions(eqn):
-    p = eqn.params["precision"]
-    return set(p) if isinstance(p, tuple) else {p}
+def _precisions(jaxpr):
+    """The set of precisions of every dot/conv in ``jaxpr``, one set per contraction."""
+    return [set(p) if isinstance(p, tuple) else {p} for p in contraction_precisions(jaxpr)]
 
 
 @pytest.mark.parametrize("impl", ["xla", "matmul", "auto"])
@@ -379,18 +366,17 @@ def test_conv2d_precision_reaches_every_contraction_of_value_and_gradient(impl, 
                                   precision=precision).sum()
 
             for fn in (f, jax.grad(f, argnums=(0, 1))):
-                eqns = _contractions(jax.make_jaxpr(fn)(x, k).jaxpr)
-                assert eqns, "no contraction found"
-                for eqn in eqns:
-                    assert _precisions(eqn) == want, (impl, stride, eqn)
+                found = _precisions(jax.make_jaxpr(fn)(x, k).jaxpr)
+                assert found, "no contraction found"
+                assert all(p == want for p in found), (impl, stride, found)
 
 
 @pytest.mark.parametrize("name", sorted(ALL_FUNCS))
 def test_single_map_functions_contract_at_highest_precision(name):
     f, nd = ALL_FUNCS[name]
-    eqns = _contractions(jax.make_jaxpr(f)(jnp.ones((5,) * nd), jnp.ones((2,) * nd)).jaxpr)
-    assert all(_precisions(e) == {jax.lax.Precision.HIGHEST} for e in eqns)
-    assert bool(eqns) == (not name.endswith("_reference"))  # the references multiply-add
+    found = _precisions(jax.make_jaxpr(f)(jnp.ones((5,) * nd), jnp.ones((2,) * nd)).jaxpr)
+    assert all(p == {jax.lax.Precision.HIGHEST} for p in found)
+    assert bool(found) == (not name.endswith("_reference"))  # the references multiply-add
 
 
 def test_conv2d_defaults_are_valid_unit_stride_and_dilation_and_auto(key):
