@@ -20,6 +20,7 @@ output for element ``g`` is the correlation of the input with the filter transfo
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -145,6 +146,33 @@ def act(y: jax.Array, element, group: str, *, spatial_axes: Sequence[int] = (1, 
     return transform_grid(jnp.take(y, perm, axis=group_axis), element, axes=spatial_axes)
 
 
+@functools.cache
+def _expansion_index(group: str, size: int, lifting: bool) -> np.ndarray:
+    """Where each tap of the expanded filter bank comes from, as one constant gather index.
+
+    Lifting: [K, K, G] with ``T_g`` of the [K, K] grid of flat indices ``i * K + j`` at
+    ``[..., g]``. Group: [K, K, G, G] with ``L_g`` (``act``) of the [K, K, G] grid of flat
+    indices ``(i * K + j) * G + h`` at ``[..., h, g]``. Computed with numpy's rot90 / flip /
+    take, the same steps as ``transform_grid`` and ``act``; one gather (and one scatter-add in
+    the gradient) then replaces G transformed copies, which keeps the compiled programs small.
+    """
+    n = group_order(group)
+    table, inv = cayley_table(group), inverse(group)
+
+    def grid(x, g):  # T_g on the leading two axes, as transform_grid
+        m, r = divmod(g, 4)
+        return np.rot90(np.flip(x, 1) if m else x, r, axes=(0, 1))
+
+    if lifting:
+        flat = np.arange(size * size, dtype=np.int32).reshape(size, size)
+        index = np.stack([grid(flat, g) for g in range(n)], axis=-1)
+    else:
+        flat = np.arange(size * size * n, dtype=np.int32).reshape(size, size, n)
+        index = np.stack([grid(np.take(flat, table[inv[g]], axis=2), g) for g in range(n)], -1)
+    index.flags.writeable = False  # cached
+    return index
+
+
 def expand_lifting_kernel(kernel: jax.Array, group: str) -> jax.Array:
     """Filters for a Z2 -> G conv: one copy of each filter per group element.
 
@@ -157,9 +185,10 @@ def expand_lifting_kernel(kernel: jax.Array, group: str) -> jax.Array:
     """
     if kernel.ndim != 4 or kernel.shape[0] != kernel.shape[1]:
         raise ValueError(f"kernel must be [K, K, C, O] (square), got shape {kernel.shape}")
-    n = group_order(group)
-    bank = jnp.stack([transform_grid(kernel, g, axes=(0, 1)) for g in range(n)], axis=-1)
-    return bank.reshape(*kernel.shape[:3], kernel.shape[3] * n)
+    k, _, c, o = kernel.shape
+    source = _expansion_index(group, k, lifting=True)  # [K, K, G]
+    bank = kernel.reshape(k * k, c, o)[source]  # [K, K, G, C, O]
+    return bank.transpose(0, 1, 3, 4, 2).reshape(k, k, c, o * source.shape[-1])
 
 
 def expand_group_kernel(kernel: jax.Array, group: str) -> jax.Array:
@@ -176,10 +205,10 @@ def expand_group_kernel(kernel: jax.Array, group: str) -> jax.Array:
     if kernel.ndim != 5 or kernel.shape[0] != kernel.shape[1] or kernel.shape[3] != n:
         raise ValueError(f"kernel must be [K, K, C, {n}, O] for {group!r}, "
                          f"got shape {kernel.shape}")
-    bank = jnp.stack([act(kernel, g, group, spatial_axes=(0, 1), group_axis=3)
-                      for g in range(n)], axis=-1)
-    kh, kw, c, _, o = kernel.shape
-    return bank.reshape(kh, kw, c * n, o * n)
+    k, _, c, _, o = kernel.shape
+    source = _expansion_index(group, k, lifting=False)  # [K, K, G (h), G (g)]
+    bank = kernel.transpose(0, 1, 3, 2, 4).reshape(k * k * n, c, o)[source]
+    return bank.transpose(0, 1, 4, 2, 5, 3).reshape(k, k, c * n, o * n)
 
 
 def check_centred_kernel(kernel_size: int, padding: str) -> None:

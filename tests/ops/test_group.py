@@ -144,6 +144,36 @@ def test_group_conv_matches_definition(key, group, size, padding):
     assert_close(got[0], ref, ops=2 * 2 * n * size * size)
 
 
+@pytest.mark.parametrize("group", ["p4", "p4m"])
+@pytest.mark.parametrize("size", [2, 3])
+def test_expanded_banks_are_the_transformed_copies(group, size):
+    """The gathered banks equal G copies made with transform_grid / act, one per element
+    (their definition), in value and in the gradient (the gather's scatter-add)."""
+    n = G.group_order(group)
+    rng = np.random.default_rng(size)  # numpy draws: no random-number program to compile
+    lift = jnp.asarray(rng.standard_normal((size, size, 2, 3)), jnp.float32)
+    kernel = jnp.asarray(rng.standard_normal((size, size, 2, n, 3)), jnp.float32)
+
+    def lift_copies(k):
+        bank = jnp.stack([G.transform_grid(k, g, axes=(0, 1)) for g in range(n)], axis=-1)
+        return bank.reshape(size, size, 2, 3 * n)
+
+    def group_copies(k):
+        bank = jnp.stack([G.act(k, g, group, spatial_axes=(0, 1), group_axis=3)
+                          for g in range(n)], axis=-1)
+        return bank.reshape(size, size, 2 * n, 3 * n)
+
+    for fast, slow, k in ((G.expand_lifting_kernel, lift_copies, lift),
+                          (G.expand_group_kernel, group_copies, kernel)):
+        fast = functools.partial(fast, group=group)
+        np.testing.assert_array_equal(fast(k), slow(k))  # a permutation: exact
+        r = jnp.asarray(rng.standard_normal(slow(k).shape), jnp.float32)
+        grads = [jax.jit(jax.grad(lambda k, f=f, r=r: jnp.sum(f(k) * r)))(k)
+                 for f in (fast, slow)]
+        # each kernel entry sums the G entries of r it was copied to, in another order
+        assert_close(*grads, ops=2 * n)
+
+
 def test_group_reference_is_sensitive_to_the_element_convention(key):
     """Negative control: the reference with R turned the other way disagrees (p4)."""
     k1, k2 = jax.random.split(key)
