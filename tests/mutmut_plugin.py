@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
+import time
 from pathlib import Path
 
 from hypothesis import settings
@@ -103,6 +105,11 @@ EQUIVALENT: dict[str, str] = {
         "epoch 0 (the first counted epoch) is always an improvement and returns before",
 }
 
+# A mutant's CPU-time limit (``_limit_cpu``): this many CPU seconds per second its tests took
+# in the stats run (JAX runs 2 threads here), plus this many.
+CPU_PER_SECOND = 4
+CPU_SLACK = 180
+
 _TEST_FILES = {f for files in FILE_TESTS.values() for f in files}
 
 # Property tests draw 10 examples (the default profile: 30) in these runs: every surviving
@@ -132,12 +139,34 @@ def pytest_load_initial_conftests(early_config, parser, args):
     earlier test set the fixture up) is missing from that list."""
     module = _module_of(os.environ.get("MUTANT_UNDER_TEST", ""))
     if module is not None and any("::" in a for a in args):
+        _credited.update(a for a in args if "::" in a)
         args[:] = [a for a in args if "::" not in a] + list(FILE_TESTS[module])
+        _limit_cpu(early_config.rootpath, module)
+
+
+def _limit_cpu(root: Path, module: str) -> None:
+    """Sets this mutant's CPU-time limit from the tests that will run (all of its file's).
+
+    mutmut sizes the limit (and its wall-clock timeout, half the CPU limit) from the tests it
+    credited to the mutated function, often one short test; running every test of the file
+    would exceed it, and a surviving mutant would count as a timeout (killed). pyproject's
+    ``timeout_constant`` makes mutmut's limits generous (the wall timeout then also outlasts
+    a paused run); this lowers the CPU limit to ``CPU_PER_SECOND`` times the tests' time in
+    the stats run plus ``CPU_SLACK`` seconds (imports and compiling, which a mutant that
+    changes a program cannot take from the cache)."""
+    path = root / _DURATIONS
+    seconds = json.loads(path.read_text()) if path.exists() else {}
+    tests = sum(t for test, t in seconds.items() if test.split("::")[0] in FILE_TESTS[module])
+    limit = int(time.process_time()) + int(CPU_PER_SECOND * tests + CPU_SLACK)
+    soft, _ = resource.getrlimit(resource.RLIMIT_CPU)
+    if soft == resource.RLIM_INFINITY or limit < soft:
+        resource.setrlimit(resource.RLIMIT_CPU, (limit, limit + 1))  # SIGXCPU, then SIGKILL
 
 
 def pytest_collection_modifyitems(config, items):
     """Under a mutant, deselects the tests that are not its source file's and runs the
-    others fastest first (times of mutmut's stats run), so that ``-x`` stops early."""
+    others so that ``-x`` stops early: the tests mutmut credited to the mutated function
+    first, then the rest, each group fastest first (times of mutmut's stats run)."""
     module = _module_of(os.environ.get("MUTANT_UNDER_TEST", ""))
     if module is None:  # mutmut's stats, clean and forced-fail runs: every collected test
         return
@@ -147,11 +176,14 @@ def pytest_collection_modifyitems(config, items):
         config.hook.pytest_deselected(items=drop)
     path = config.rootpath / _DURATIONS
     seconds = json.loads(path.read_text()) if path.exists() else {}
-    items[:] = sorted(keep, key=lambda item: seconds.get(item.nodeid, 0.0))
+    items[:] = sorted(keep, key=lambda item: (item.nodeid not in _credited,
+                                              seconds.get(item.nodeid, 0.0)))
 
 
 # Each test's time in the stats run, set-up (fixtures) included: mutmut records the call only.
 _DURATIONS = "mutmut-durations.json"
+# The tests mutmut credited to the mutated function (they reached it): these run first.
+_credited: set[str] = set()
 _seconds: dict[str, float] = {}
 
 
@@ -161,8 +193,15 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_sessionfinish(session):
+    """Adds this stats run's times to the file: an incremental stats run (new tests only)
+    must not drop the others' times."""
     if os.environ.get("MUTANT_UNDER_TEST") == "stats" and _seconds:
-        (session.config.rootpath / _DURATIONS).write_text(json.dumps(_seconds, indent=0))
+        path = session.config.rootpath / _DURATIONS
+        seconds = json.loads(path.read_text()) if path.exists() else {}
+        seconds.update(_seconds)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(seconds, indent=0))
+        tmp.replace(path)
 
 
 def scores(root: str = "mutants") -> dict[str, dict[str, int]]:

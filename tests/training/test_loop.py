@@ -15,6 +15,7 @@ import numpy as np
 import optax
 import pytest
 
+import cnn_jax
 from cnn_jax import models
 from cnn_jax.config import EarlyStoppingConfig, TrainConfig
 from cnn_jax.training import DeviceData, fit, make_mesh, steps
@@ -118,9 +119,46 @@ def test_non_finite_loss_stops_with_a_message_naming_the_epoch(tiny_data, tmp_pa
     assert r["epochs_run"] < 5
 
 
+# min_delta=10: only the first epoch improves val_loss "enough", so the best weights (epoch 1)
+# are older than the interruption and must come back from the checkpoint.
+@pytest.mark.parametrize("early_stopping", [
+    None, EarlyStoppingConfig(min_delta=10.0, patience=20, restore_best_weights=True)],
+    ids=["plain", "best_weights"])
+def test_interrupted_run_resumes_to_the_results_of_an_uninterrupted_one(
+        tiny_data, tmp_path, early_stopping):
+    """In process (the mutation runs see it): ``should_stop`` ends the run after epoch 2,
+    with its checkpoint saved; running again resumes at epoch 3 and ends exactly like a run
+    that was never interrupted (every epoch's metrics, the final evaluation, the wall time
+    counting the epochs before the interruption)."""
+    cfg = CFG.replace(epochs=5, early_stopping=early_stopping)
+    whole = fit(cfg, str(tmp_path / "whole"), data=tiny_data)
+    asked = []
+
+    def stop_after_epoch_2():
+        asked.append(True)
+        return len(asked) == 2
+
+    cut = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt, match="interrupted after epoch 2"):
+        fit(cfg, str(cut), data=tiny_data, should_stop=stop_after_epoch_2)
+    assert len(history(cut)) == 2 and not (cut / "results.json").exists()
+    first_two = [r["epoch_time"] for r in map(json.loads, open(cut / "metrics.jsonl"))]
+    resumed = fit(cfg, str(cut), data=tiny_data, should_stop=lambda: False)
+    assert history(cut) == history(tmp_path / "whole")
+    for k in ("status", "train_loss", "valid_loss", "train_accuracy", "valid_accuracy",
+              "epochs_run", "best_epoch", "stopped_epoch", "final_weights_epoch", "param_count"):
+        assert resumed[k] == whole[k], k
+    if early_stopping is not None:  # the final evaluation is of epoch 1's weights
+        assert resumed["final_weights_epoch"] == 1
+        assert resumed["valid_loss"] == history(cut)[0]["val_loss"] != history(cut)[-1]["val_loss"]
+    assert resumed["wall_time"] > sum(first_two)
+
+
+# The script imports the cnn_jax this test imported (the mutation runs' copy, not the
+# installed one), and the tests' data helpers.
 RESUME_SCRIPT = textwrap.dedent("""
     import sys
-    sys.path.insert(0, {tests!r})
+    sys.path[:0] = [{root!r}, {tests!r}]
     from training.conftest import blobs
     from cnn_jax.config import TrainConfig, EarlyStoppingConfig
     from cnn_jax.training import DeviceData, fit, make_mesh
@@ -141,7 +179,8 @@ RESUME_SCRIPT = textwrap.dedent("""
 ])
 def test_resume_after_kill_ends_with_the_same_metrics(tmp_path, model, kwargs, std):
     script = tmp_path / "run.py"
-    script.write_text(RESUME_SCRIPT.format(tests=os.path.dirname(os.path.dirname(__file__)),
+    script.write_text(RESUME_SCRIPT.format(root=os.path.dirname(os.path.dirname(cnn_jax.__file__)),
+                                           tests=os.path.dirname(os.path.dirname(__file__)),
                                            model=model, kwargs=kwargs, std=std))
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
     run = lambda wd: subprocess.run([sys.executable, str(script), str(wd)], env=env,
