@@ -4,6 +4,7 @@ and the progress line."""
 
 import json
 import os
+import sys
 
 import jax
 import numpy as np
@@ -162,3 +163,30 @@ def test_run_results_status_and_epochs():
     bad = loop.run_results(TrainConfig(), stopper, history, "non_finite_loss", "nan",
                            param_count=7, restores=True, **evals)
     assert bad["status"] == "non_finite_loss" and bad["message"] == "nan"
+
+
+def test_barrier_syncs_only_when_several_processes_run(monkeypatch):
+    from jax.experimental import multihost_utils
+
+    synced = []
+    monkeypatch.setattr(multihost_utils, "sync_global_devices", synced.append)
+    loop.barrier("fit: one")  # one process: nothing to wait for
+    assert synced == []
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    loop.barrier("fit: two")
+    assert synced == ["fit: two"]
+
+
+def test_tensorboard_without_tensorboardx_warns_once_and_writes_nothing(tmp_path, monkeypatch,
+                                                                         caplog):
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)  # its import raises ImportError
+    caplog.set_level("WARNING", logger=loop.log.name)
+    loop.TensorBoard(None).close()  # another process's: no folder, no warning
+    assert caplog.messages == []
+    board = loop.TensorBoard(str(tmp_path / "tensorboard"))
+    board.epoch({"epoch": 1, "loss": 0.5, "accuracy": 0.8, "val_loss": 0.6,
+                 "val_accuracy": 0.7, "epoch_time": 1.0, "samples_per_s": 10.0}, 0, None)
+    board.close()
+    assert caplog.messages == ["tensorboardX is not installed: no TensorBoard events (pip "
+                               "install tensorboardX); metrics.jsonl has every epoch"]
+    assert not (tmp_path / "tensorboard").exists()
