@@ -119,6 +119,14 @@ def test_non_finite_loss_stops_with_a_message_naming_the_epoch(tiny_data, tmp_pa
     assert r["epochs_run"] < 5
 
 
+def test_fit_refuses_several_seeds_and_names_fit_seeds(tiny_data, tmp_path):
+    with pytest.raises(ValueError) as err:
+        fit(CFG.replace(num_seeds=2), str(tmp_path), data=tiny_data)
+    assert str(err.value) == ("num_seeds=2: fit trains one seed; training.fit_seeds trains "
+                              "several in one program")
+    assert not os.listdir(tmp_path)
+
+
 # min_delta=10: only the first epoch improves val_loss "enough", so the best weights (epoch 1)
 # are older than the interruption and must come back from the checkpoint.
 @pytest.mark.parametrize("early_stopping", [
