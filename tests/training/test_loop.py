@@ -18,7 +18,8 @@ import pytest
 import cnn_jax
 from cnn_jax import models
 from cnn_jax.config import EarlyStoppingConfig, TrainConfig
-from cnn_jax.training import DeviceData, fit, make_mesh, steps
+from cnn_jax.training import DeviceData, fit, loop, make_mesh, steps
+from cnn_jax.training.loop import load_data
 from tests.numerics import assert_close
 
 CFG = TrainConfig(model="mlp", model_kwargs={"num_layers": 1, "units": 16}, batch_size=64,
@@ -127,13 +128,56 @@ def test_fit_refuses_several_seeds_and_names_fit_seeds(tiny_data, tmp_path):
     assert not os.listdir(tmp_path)
 
 
+def test_fit_imports_model_module_and_loads_the_configured_data(tmp_path, monkeypatch):
+    """Without ``data``, fit loads ``config.dataset`` itself (synthetic_bars: 4096 bars of 4
+    classes, validated on its test split); ``model_module`` is imported before the model is
+    looked up."""
+    (tmp_path / "fit_custom_models.py").write_text(textwrap.dedent("""
+        from cnn_jax.models import register
+        from cnn_jax.models.mlp import MLP
+
+        @register("fit_custom_mlp")
+        class CustomMLP(MLP):
+            pass
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = TrainConfig(model="fit_custom_mlp", model_module="fit_custom_models",
+                      model_kwargs={"num_layers": 1, "units": 32}, dataset="synthetic_bars",
+                      batch_size=128, epochs=2, num_devices=1, seed=0)
+    loads = []  # fit places the data on its own mesh (not load_data's default: every device)
+    monkeypatch.setattr(loop, "load_data", lambda *a: loads.append(a) or load_data(*a))
+    mesh = make_mesh(1)
+    r = fit(cfg, str(tmp_path / "run"), mesh=mesh)
+    assert loads == [(cfg, mesh)]
+    model = json.load(open(tmp_path / "run" / "model.json"))
+    assert model["num_classes"] == 4 and model["input_shape"] == [28, 28, 1]
+    assert r["devices"] == 1 and r["valid_accuracy"] > 0.5  # 4 classes: chance is 0.25
+
+
+def test_checkpoint_every_sets_where_an_interrupted_run_resumes(tiny_data, tmp_path, caplog):
+    r = fit(CFG.replace(checkpoint_every=0), str(tmp_path / "never"), data=tiny_data)
+    assert r["status"] == "completed" and not (tmp_path / "never" / "checkpoints").exists()
+    cfg = CFG.replace(epochs=5, checkpoint_every=2)
+    whole = fit(cfg, str(tmp_path / "whole"), data=tiny_data)
+    asked = []
+    with pytest.raises(KeyboardInterrupt, match="interrupted after epoch 3"):
+        fit(cfg, str(tmp_path / "cut"), data=tiny_data,
+            should_stop=lambda: asked.append(True) or len(asked) == 3)
+    with caplog.at_level("INFO", logger="cnn_jax.training.loop"):
+        resumed = fit(cfg, str(tmp_path / "cut"), data=tiny_data)
+    # the last checkpoint is epoch 2's: epoch 3 runs again, to the same metrics
+    assert f"{tmp_path / 'cut'}: resuming after epoch 2" in caplog.messages
+    assert history(tmp_path / "cut") == history(tmp_path / "whole")
+    assert resumed["valid_loss"] == whole["valid_loss"]
+
+
 # min_delta=10: only the first epoch improves val_loss "enough", so the best weights (epoch 1)
 # are older than the interruption and must come back from the checkpoint.
 @pytest.mark.parametrize("early_stopping", [
     None, EarlyStoppingConfig(min_delta=10.0, patience=20, restore_best_weights=True)],
     ids=["plain", "best_weights"])
 def test_interrupted_run_resumes_to_the_results_of_an_uninterrupted_one(
-        tiny_data, tmp_path, early_stopping):
+        tiny_data, tmp_path, caplog, early_stopping):
     """In process (the mutation runs see it): ``should_stop`` ends the run after epoch 2,
     with its checkpoint saved; running again resumes at epoch 3 and ends exactly like a run
     that was never interrupted (every epoch's metrics, the final evaluation, the wall time
@@ -151,8 +195,16 @@ def test_interrupted_run_resumes_to_the_results_of_an_uninterrupted_one(
         fit(cfg, str(cut), data=tiny_data, should_stop=stop_after_epoch_2)
     assert len(history(cut)) == 2 and not (cut / "results.json").exists()
     first_two = [r["epoch_time"] for r in map(json.loads, open(cut / "metrics.jsonl"))]
-    resumed = fit(cfg, str(cut), data=tiny_data, should_stop=lambda: False)
+    asked.clear()
+    with caplog.at_level("INFO", logger="cnn_jax.training.loop"):
+        resumed = fit(cfg, str(cut), data=tiny_data,
+                      should_stop=lambda: asked.append(True))  # counts epochs, never stops
     assert history(cut) == history(tmp_path / "whole")
+    # It resumed (training is deterministic, so a rerun from scratch would log the same
+    # metrics): epochs 3-5 ran, and epochs 1-2 kept their rows, timings included.
+    assert f"{cut}: resuming after epoch 2" in caplog.messages and len(asked) == 3
+    times = [r["epoch_time"] for r in map(json.loads, open(cut / "metrics.jsonl"))]
+    assert times[:2] == first_two
     for k in ("status", "train_loss", "valid_loss", "train_accuracy", "valid_accuracy",
               "epochs_run", "best_epoch", "stopped_epoch", "final_weights_epoch", "param_count"):
         assert resumed[k] == whole[k], k
