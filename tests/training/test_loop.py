@@ -149,6 +149,7 @@ def test_fit_imports_model_module_and_loads_the_configured_data(tmp_path, monkey
     mesh = make_mesh(1)
     r = fit(cfg, str(tmp_path / "run"), mesh=mesh)
     assert loads == [(cfg, mesh)]
+    assert r["status"] == "completed" and r["message"] == ""
     model = json.load(open(tmp_path / "run" / "model.json"))
     assert model["num_classes"] == 4 and model["input_shape"] == [28, 28, 1]
     assert r["devices"] == 1 and r["valid_accuracy"] > 0.5  # 4 classes: chance is 0.25
@@ -169,6 +170,45 @@ def test_checkpoint_every_sets_where_an_interrupted_run_resumes(tiny_data, tmp_p
     assert f"{tmp_path / 'cut'}: resuming after epoch 2" in caplog.messages
     assert history(tmp_path / "cut") == history(tmp_path / "whole")
     assert resumed["valid_loss"] == whole["valid_loss"]
+
+
+def test_fit_hands_its_configuration_to_the_epoch_and_evaluation_programs(
+        tiny_arrays, tmp_path, monkeypatch):
+    """The arguments fit traces ``train_epoch`` and ``evaluate`` with (their effects are
+    tested where they are implemented: tests/training/test_steps.py, test_epochs.py)."""
+    calls = {"train_epoch": [], "evaluate": []}
+    for name in calls:
+        real = getattr(loop, name)
+        monkeypatch.setattr(loop, name, lambda *a, _real=real, _name=name, **kw:
+                            calls[_name].append(kw) or _real(*a, **kw))
+    mesh = make_mesh(4)
+    data = DeviceData.from_arrays(*tiny_arrays, num_classes=2, mesh=mesh, standardize=True)
+    cfg = CFG.replace(batch_size=48, drop_remainder=True, loss="keras_categorical_crossentropy",
+                      standardize=True, num_devices=4, epochs=2)
+    fit(cfg, str(tmp_path), data=data, mesh=mesh, log_steps=True)
+    (epoch,) = calls["train_epoch"]  # traced once for both epochs
+    assert epoch == dict(batch_size=48, drop_remainder=True, per_step=True, mesh=mesh,
+                         loss="keras_categorical_crossentropy", mean=data.mean, std=data.std)
+    # validation, then the train set for the final report (eval_batch_size: 48 on 4 devices)
+    assert len(calls["evaluate"]) == 2
+    for kw in calls["evaluate"]:
+        assert kw.pop("apply_fn").__self__.__class__.__name__ == "MLP"
+        assert kw == dict(batch_size=48, loss="keras_categorical_crossentropy", mesh=mesh,
+                          mean=data.mean, std=data.std)
+
+
+def test_a_run_that_stopped_before_its_results_were_written_resumes_to_no_more_epochs(
+        tiny_data, tmp_path, caplog):
+    cfg = CFG.replace(epochs=6, early_stopping=EarlyStoppingConfig(min_delta=10.0, patience=1))
+    first = fit(cfg, str(tmp_path), data=tiny_data)
+    assert first["status"] == "stopped_early" and first["epochs_run"] == 2
+    os.remove(tmp_path / "results.json")  # killed after the last checkpoint, before the end
+    with caplog.at_level("INFO", logger="cnn_jax.training.loop"):
+        again = fit(cfg, str(tmp_path), data=tiny_data)
+    assert f"{tmp_path}: resuming after epoch 2" in caplog.messages
+    assert len(history(tmp_path)) == 2
+    assert {k: again[k] for k in ("status", "epochs_run", "stopped_epoch", "valid_loss")} == \
+        {k: first[k] for k in ("status", "epochs_run", "stopped_epoch", "valid_loss")}
 
 
 # min_delta=10: only the first epoch improves val_loss "enough", so the best weights (epoch 1)
