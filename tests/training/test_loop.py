@@ -150,6 +150,14 @@ def test_fit_imports_model_module_and_loads_the_configured_data(tmp_path, monkey
     r = fit(cfg, str(tmp_path / "run"), mesh=mesh)
     assert loads == [(cfg, mesh)]
     assert r["status"] == "completed" and r["message"] == ""
+    rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert [row["epoch"] for row in rows] == [1, 2]
+    for row in rows:
+        assert set(row) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy",
+                            "epoch_time", "train_time", "samples_per_s"}
+        assert 0 < row["train_time"] < row["epoch_time"]  # the epoch adds its validation
+        assert row["samples_per_s"] == 4096 / row["train_time"]
+    assert sum(row["epoch_time"] for row in rows) < r["wall_time"]
     model = json.load(open(tmp_path / "run" / "model.json"))
     assert model["num_classes"] == 4 and model["input_shape"] == [28, 28, 1]
     assert r["devices"] == 1 and r["valid_accuracy"] > 0.5  # 4 classes: chance is 0.25
