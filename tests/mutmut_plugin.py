@@ -108,6 +108,14 @@ EQUIVALENT: dict[str, str] = {
     **{f"cnn_jax.training.loop.x_fit__mutmut_{i}":
        "donating the state to the epoch program only saves memory; on CPU an argument that no "
        "output can reuse (the images, 156) is not donated at all" for i in (142, 144, 156)},
+    **{f"cnn_jax.training.loop.x_fit__mutmut_{i}":
+       "log.x(message) for log.x('%s', message): the message never holds a '%'"
+       for i in (271, 355)},
+    "cnn_jax.training.loop.x_fit__mutmut_377":
+        "best is set only when the stopper keeps weights, so best is not None implies "
+        "restores_weights",
+    **{f"cnn_jax.training.loop.x_fit__mutmut_{i}":
+       "the barrier's name (as 71-73)" for i in (439, 440, 441)},
     "cnn_jax.training.loop.x_fit__mutmut_183":
         "TensorBoard files on every process: with one process (all that loop.py's tests run) "
         "primary is always True; a faked process index makes orbax wait for the others",

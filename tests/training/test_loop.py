@@ -111,13 +111,18 @@ def test_finished_run_is_returned_not_retrained(tiny_data, tmp_path):
     assert again["valid_loss"] != first["valid_loss"] and len(history(tmp_path)) == 4
 
 
-def test_non_finite_loss_stops_with_a_message_naming_the_epoch(tiny_data, tmp_path):
+def test_non_finite_loss_stops_with_a_message_naming_the_epoch(tiny_data, tmp_path, caplog):
     jax.config.update("jax_debug_nans", False)  # this run produces NaN on purpose
     cfg = CFG.replace(optimizer="sgd", learning_rate=1e30, epochs=5)
-    r = fit(cfg, str(tmp_path), data=tiny_data)
+    with caplog.at_level("ERROR", logger="cnn_jax.training.loop"):
+        r = fit(cfg, str(tmp_path), data=tiny_data)
     assert r["status"] == "non_finite_loss"
     assert f"at epoch {r['epochs_run']}" in r["message"]
     assert r["epochs_run"] < 5
+    assert caplog.messages == [r["message"]]
+    # the epoch that went non-finite is logged too
+    rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    assert len(rows) == r["epochs_run"] and not np.isfinite(rows[-1]["loss"])
 
 
 def test_fit_refuses_several_seeds_and_names_fit_seeds(tiny_data, tmp_path):
@@ -128,7 +133,7 @@ def test_fit_refuses_several_seeds_and_names_fit_seeds(tiny_data, tmp_path):
     assert not os.listdir(tmp_path)
 
 
-def test_fit_imports_model_module_and_loads_the_configured_data(tmp_path, monkeypatch):
+def test_fit_imports_model_module_and_loads_the_configured_data(tmp_path, monkeypatch, caplog):
     """Without ``data``, fit loads ``config.dataset`` itself (synthetic_bars: 4096 bars of 4
     classes, validated on its test split); ``model_module`` is imported before the model is
     looked up."""
@@ -147,7 +152,10 @@ def test_fit_imports_model_module_and_loads_the_configured_data(tmp_path, monkey
     loads = []  # fit places the data on its own mesh (not load_data's default: every device)
     monkeypatch.setattr(loop, "load_data", lambda *a: loads.append(a) or load_data(*a))
     mesh = make_mesh(1)
-    r = fit(cfg, str(tmp_path / "run"), mesh=mesh)
+    t0 = time.perf_counter()
+    with caplog.at_level("INFO", logger="cnn_jax.training.loop"):
+        r = fit(cfg, str(tmp_path / "run"), mesh=mesh)
+    elapsed = time.perf_counter() - t0
     assert loads == [(cfg, mesh)]
     assert r["status"] == "completed" and r["message"] == ""
     rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
@@ -157,7 +165,10 @@ def test_fit_imports_model_module_and_loads_the_configured_data(tmp_path, monkey
                             "epoch_time", "train_time", "samples_per_s"}
         assert 0 < row["train_time"] < row["epoch_time"]  # the epoch adds its validation
         assert row["samples_per_s"] == 4096 / row["train_time"]
-    assert sum(row["epoch_time"] for row in rows) < r["wall_time"]
+    assert sum(row["epoch_time"] for row in rows) < r["wall_time"] < elapsed
+    # one progress line per epoch, from that epoch's row
+    progress = [m for m in caplog.messages if m.startswith("epoch ")]
+    assert progress == [loop._progress(rows[:i], 2) for i in (1, 2)]
     model = json.load(open(tmp_path / "run" / "model.json"))
     assert model["num_classes"] == 4 and model["input_shape"] == [28, 28, 1]
     assert r["devices"] == 1 and r["valid_accuracy"] > 0.5  # 4 classes: chance is 0.25
@@ -166,16 +177,19 @@ def test_fit_imports_model_module_and_loads_the_configured_data(tmp_path, monkey
 def test_checkpoint_every_sets_where_an_interrupted_run_resumes(tiny_data, tmp_path, caplog):
     r = fit(CFG.replace(checkpoint_every=0), str(tmp_path / "never"), data=tiny_data)
     assert r["status"] == "completed" and not (tmp_path / "never" / "checkpoints").exists()
-    cfg = CFG.replace(epochs=5, checkpoint_every=2)
+    cfg = CFG.replace(epochs=5, checkpoint_every=3)
     whole = fit(cfg, str(tmp_path / "whole"), data=tiny_data)
+    # epoch 3 and the last (5) were saved, as 0-based steps
+    kept = [int(d) for d in os.listdir(tmp_path / "whole" / "checkpoints") if d.isdigit()]
+    assert sorted(kept) == [2, 4]
     asked = []
-    with pytest.raises(KeyboardInterrupt, match="interrupted after epoch 3"):
+    with pytest.raises(KeyboardInterrupt, match="interrupted after epoch 4"):
         fit(cfg, str(tmp_path / "cut"), data=tiny_data,
-            should_stop=lambda: asked.append(True) or len(asked) == 3)
+            should_stop=lambda: asked.append(True) or len(asked) == 4)
     with caplog.at_level("INFO", logger="cnn_jax.training.loop"):
         resumed = fit(cfg, str(tmp_path / "cut"), data=tiny_data)
-    # the last checkpoint is epoch 2's: epoch 3 runs again, to the same metrics
-    assert f"{tmp_path / 'cut'}: resuming after epoch 2" in caplog.messages
+    # the last checkpoint is epoch 3's: epoch 4 runs again, to the same metrics
+    assert f"{tmp_path / 'cut'}: resuming after epoch 3" in caplog.messages
     assert history(tmp_path / "cut") == history(tmp_path / "whole")
     assert resumed["valid_loss"] == whole["valid_loss"]
 
@@ -217,6 +231,16 @@ def test_a_run_that_stopped_before_its_results_were_written_resumes_to_no_more_e
     assert len(history(tmp_path)) == 2
     assert {k: again[k] for k in ("status", "epochs_run", "stopped_epoch", "valid_loss")} == \
         {k: first[k] for k in ("status", "epochs_run", "stopped_epoch", "valid_loss")}
+
+
+def test_should_stop_interrupts_after_an_epoch_but_never_a_finished_run(tiny_data, tmp_path):
+    with pytest.raises(KeyboardInterrupt, match="interrupted after epoch 1$"):
+        fit(CFG.replace(epochs=2), str(tmp_path / "asked"), data=tiny_data,
+            should_stop=lambda: True)
+    asked = []  # True only after the last epoch: the run is complete, so it ends normally
+    r = fit(CFG.replace(epochs=2), str(tmp_path / "last"), data=tiny_data,
+            should_stop=lambda: asked.append(True) or len(asked) == 2)
+    assert r["status"] == "completed" and (tmp_path / "last" / "results.json").exists()
 
 
 # min_delta=10: only the first epoch improves val_loss "enough", so the best weights (epoch 1)
