@@ -17,7 +17,7 @@ import pytest
 
 import cnn_jax
 from cnn_jax import models
-from cnn_jax.config import EarlyStoppingConfig, TrainConfig
+from cnn_jax.config import ConfigError, EarlyStoppingConfig, TrainConfig
 from cnn_jax.training import DeviceData, fit, loop, make_mesh, steps
 from cnn_jax.training.loop import load_data
 from tests.numerics import assert_close
@@ -97,13 +97,17 @@ def test_results_files_and_early_stopping_restores_best_epoch(tiny_data, tmp_pat
     assert r["param_count"] == 64 * 16 + 16 + 16 * 2 + 2
 
 
-def test_finished_run_is_returned_not_retrained(tiny_data, tmp_path):
+def test_finished_run_is_returned_not_retrained(tiny_data, tmp_path, caplog):
     first = fit(CFG, str(tmp_path), data=tiny_data)
     mtime = os.path.getmtime(tmp_path / "metrics.jsonl")
-    assert fit(CFG, str(tmp_path), data=tiny_data) == first
+    with caplog.at_level("INFO", logger="cnn_jax.training.loop"):
+        assert fit(CFG, str(tmp_path), data=tiny_data) == first
+    assert caplog.messages == [f"{tmp_path}: finished already (completed)"]
     assert os.path.getmtime(tmp_path / "metrics.jsonl") == mtime
     with pytest.raises(ValueError, match=r"another configuration \(saved -> new: "
-                                         r"model_kwargs.units: 16 -> 8; seed: 3 -> 9\)"):
+                                         r"model_kwargs.units: 16 -> 8; seed: 3 -> 9\); use a "
+                                         r"new workdir, or restart=True \(--restart\) to "
+                                         r"discard the old run$"):
         fit(CFG.replace(seed=9, units=8), str(tmp_path), data=tiny_data)
     # restart: the old run's files go, the new configuration trains from scratch.
     again = fit(CFG.replace(seed=9), str(tmp_path), data=tiny_data, restart=True)
@@ -241,6 +245,24 @@ def test_should_stop_interrupts_after_an_epoch_but_never_a_finished_run(tiny_dat
     r = fit(CFG.replace(epochs=2), str(tmp_path / "last"), data=tiny_data,
             should_stop=lambda: asked.append(True) or len(asked) == 2)
     assert r["status"] == "completed" and (tmp_path / "last" / "results.json").exists()
+
+
+def test_fit_checks_the_model_on_the_data_before_writing_anything(tiny_data, tmp_path):
+    """Four 2x2 pools do not fit 8x8 images: a ConfigError naming the argument, found by
+    tracing the model on the data's input shape, and an untouched workdir."""
+    cfg = CFG.replace(model="cnn", model_kwargs={"features": (4, 4, 4, 4)})
+    with pytest.raises(ConfigError, match=r"^model_kwargs.features=\(4, 4, 4, 4\): model 'cnn' "
+                                          r"cannot be built with it: ValueError: window"):
+        fit(cfg, str(tmp_path / "run"), data=tiny_data)
+    assert not (tmp_path / "run").exists()
+
+
+def test_optimizer_kwargs_reach_the_optimizer(tiny_data, tmp_path):
+    plain = fit(CFG, str(tmp_path / "plain"), data=tiny_data)
+    no_momentum = fit(CFG.replace(optimizer_kwargs={"b1": 0.0}), str(tmp_path / "b1"),
+                      data=tiny_data)
+    assert history(tmp_path / "b1")[0]["loss"] != history(tmp_path / "plain")[0]["loss"]
+    assert no_momentum["valid_loss"] != plain["valid_loss"]
 
 
 # min_delta=10: only the first epoch improves val_loss "enough", so the best weights (epoch 1)

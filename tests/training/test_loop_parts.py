@@ -190,3 +190,11 @@ def test_tensorboard_without_tensorboardx_warns_once_and_writes_nothing(tmp_path
     assert caplog.messages == ["tensorboardX is not installed: no TensorBoard events (pip "
                                "install tensorboardX); metrics.jsonl has every epoch"]
     assert not (tmp_path / "tensorboard").exists()
+
+
+def test_model_arguments_refuse_precision_set_twice():
+    config = TrainConfig(model="cnn", model_kwargs={"precision": "high"}, precision="high")
+    with pytest.raises(ValueError) as err:
+        loop.model_arguments(config)
+    assert str(err.value) == ("precision='high' and model_kwargs precision='high': set it in "
+                              "one place (the precision field)")
