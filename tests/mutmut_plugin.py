@@ -116,6 +116,10 @@ EQUIVALENT: dict[str, str] = {
         "restores_weights",
     **{f"cnn_jax.training.loop.x_fit__mutmut_{i}":
        "the barrier's name (as 71-73)" for i in (439, 440, 441)},
+    "cnn_jax.training.loop.xǁDeviceDataǁfrom_arrays__mutmut_18":
+        "reshape(-2, C): numpy reads any negative size as the one it infers",
+    **{f"cnn_jax.training.loop.x_write_start__mutmut_{i}":
+       "np.asarray(None).tolist() is None, as the branch it skips gives" for i in (30, 36)},
     "cnn_jax.training.loop.x_fit__mutmut_183":
         "TensorBoard files on every process: with one process (all that loop.py's tests run) "
         "primary is always True; a faked process index makes orbax wait for the others",

@@ -162,6 +162,7 @@ def test_fit_imports_model_module_and_loads_the_configured_data(tmp_path, monkey
     elapsed = time.perf_counter() - t0
     assert loads == [(cfg, mesh)]
     assert r["status"] == "completed" and r["message"] == ""
+    assert r["backend"] == jax.default_backend() == "cpu"
     rows = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
     assert [row["epoch"] for row in rows] == [1, 2]
     for row in rows:

@@ -6,10 +6,12 @@ import json
 import os
 import sys
 
+import flax
 import jax
 import numpy as np
 import pytest
 
+from cnn_jax import models
 from cnn_jax.config import TrainConfig
 from cnn_jax.data import sources
 from cnn_jax.training import loop
@@ -51,6 +53,7 @@ def test_make_mesh_takes_the_first_devices_or_all():
     assert len(devices) >= 4, "tests/conftest.py sets 4 host devices"
     assert list(loop.make_mesh(2).devices) == devices[:2]
     assert list(loop.make_mesh(0).devices) == devices
+    assert list(loop.make_mesh().devices) == devices  # the default: every device
     assert loop.make_mesh(3).axis_names == ("batch",)
     assert list(loop.make_mesh(len(devices)).devices) == devices
     with pytest.raises(ValueError, match=f"num_devices={len(devices) + 1} but only "
@@ -198,3 +201,23 @@ def test_model_arguments_refuse_precision_set_twice():
         loop.model_arguments(config)
     assert str(err.value) == ("precision='high' and model_kwargs precision='high': set it in "
                               "one place (the precision field)")
+
+
+def test_model_arguments_add_precision_unless_default(monkeypatch):
+    config = TrainConfig(model="cnn", model_kwargs={"features": (4,)}, precision="highest")
+    assert loop.model_arguments(config) == {"features": (4,), "precision": "highest"}
+    assert loop.model_arguments(config.replace(precision="default")) == {"features": (4,)}
+
+    class NoPrecision(flax.linen.Module):  # a model without a precision argument
+        num_classes: int = 10
+
+        def __call__(self, x, *, train=False):
+            return x.reshape(x.shape[0], -1)[:, : self.num_classes], {}
+
+    monkeypatch.setitem(models.registry._MODELS, "no_precision", NoPrecision)
+    plain = TrainConfig(model="no_precision", precision="high")
+    with pytest.raises(ValueError) as err:
+        loop.model_arguments(plain)
+    assert str(err.value) == ("precision='high': model 'no_precision' has no precision "
+                              "argument; use precision='default'")
+    assert loop.model_arguments(plain.replace(precision="default")) == {}
