@@ -114,8 +114,6 @@ EQUIVALENT: dict[str, str] = {
     "cnn_jax.training.loop.x_fit__mutmut_377":
         "best is set only when the stopper keeps weights, so best is not None implies "
         "restores_weights",
-    **{f"cnn_jax.training.loop.x_fit__mutmut_{i}":
-       "the barrier's name (as 71-73)" for i in (439, 440, 441)},
     "cnn_jax.training.loop.xǁDeviceDataǁfrom_arrays__mutmut_18":
         "reshape(-2, C): numpy reads any negative size as the one it infers",
     **{f"cnn_jax.training.loop.x_write_start__mutmut_{i}":
@@ -133,7 +131,7 @@ EQUIVALENT: dict[str, str] = {
        "the barrier's name: every process runs the same code, so the names always match, and "
        "with one process barrier returns before using it (a multi-process run could tell "
        "None apart; tests/test_distributed.py is not among loop.py's test files)"
-       for i in (71, 72, 73)},
+       for i in (71, 72, 73, 439, 440, 441)},
     "cnn_jax.training.early_stopping.xǁEarlyStoppingǁupdate__mutmut_18":
         "the first kept epoch is always an improvement, which sets has_best_weights again",
     "cnn_jax.training.early_stopping.xǁEarlyStoppingǁupdate__mutmut_19":
@@ -193,8 +191,7 @@ def _limit_cpu(root: Path, module: str) -> None:
     a paused run); this lowers the CPU limit to ``CPU_PER_SECOND`` times the tests' time in
     the stats run plus ``CPU_SLACK`` seconds (imports and compiling, which a mutant that
     changes a program cannot take from the cache)."""
-    path = root / _DURATIONS
-    seconds = json.loads(path.read_text()) if path.exists() else {}
+    seconds = _durations(root)
     tests = sum(t for test, t in seconds.items() if test.split("::")[0] in FILE_TESTS[module])
     limit = int(time.process_time()) + int(CPU_PER_SECOND * tests + CPU_SLACK)
     soft, _ = resource.getrlimit(resource.RLIMIT_CPU)
@@ -217,8 +214,7 @@ def pytest_collection_modifyitems(config, items):
     drop = [item for item in items if not judges(item)]
     if drop:
         config.hook.pytest_deselected(items=drop)
-    path = config.rootpath / _DURATIONS
-    seconds = json.loads(path.read_text()) if path.exists() else {}
+    seconds = _durations(config.rootpath)
     items[:] = sorted(keep, key=lambda item: (item.nodeid not in _credited,
                                               seconds.get(item.nodeid, 0.0)))
 
@@ -228,6 +224,12 @@ _DURATIONS = "mutmut-durations.json"
 # The tests mutmut credited to the mutated function (they reached it): these run first.
 _credited: set[str] = set()
 _seconds: dict[str, float] = {}
+
+
+def _durations(root: Path) -> dict[str, float]:
+    """{test id: seconds} from the stats runs so far ({} before the first)."""
+    path = root / _DURATIONS
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def pytest_runtest_logreport(report):
@@ -240,8 +242,7 @@ def pytest_sessionfinish(session):
     must not drop the others' times."""
     if os.environ.get("MUTANT_UNDER_TEST") == "stats" and _seconds:
         path = session.config.rootpath / _DURATIONS
-        seconds = json.loads(path.read_text()) if path.exists() else {}
-        seconds.update(_seconds)
+        seconds = {**_durations(session.config.rootpath), **_seconds}
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(seconds, indent=0))
         tmp.replace(path)

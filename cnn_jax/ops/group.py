@@ -150,25 +150,21 @@ def act(y: jax.Array, element, group: str, *, spatial_axes: Sequence[int] = (1, 
 def _expansion_index(group: str, size: int, lifting: bool) -> np.ndarray:
     """Where each tap of the expanded filter bank comes from, as one constant gather index.
 
-    Lifting: [K, K, G] with ``T_g`` of the [K, K] grid of flat indices ``i * K + j`` at
-    ``[..., g]``. Group: [K, K, G, G] with ``L_g`` (``act``) of the [K, K, G] grid of flat
-    indices ``(i * K + j) * G + h`` at ``[..., h, g]``. Computed with numpy's rot90 / flip /
-    take, the same steps as ``transform_grid`` and ``act``; one gather (and one scatter-add in
-    the gradient) then replaces G transformed copies, which keeps the compiled programs small.
+    Lifting: [K, K, G] with ``transform_grid`` by ``g`` of the [K, K] grid of flat indices
+    ``i * K + j`` at ``[..., g]``. Group: [K, K, G, G] with ``act`` by ``g`` of the [K, K, G]
+    grid of flat indices ``(i * K + j) * G + h`` at ``[..., h, g]``. One gather (and one
+    scatter-add in the gradient) then replaces G transformed copies, which keeps the compiled
+    programs small.
     """
     n = group_order(group)
-    table, inv = cayley_table(group), inverse(group)
-
-    def grid(x, g):  # T_g on the leading two axes, as transform_grid
-        m, r = divmod(g, 4)
-        return np.rot90(np.flip(x, 1) if m else x, r, axes=(0, 1))
-
-    if lifting:
-        flat = np.arange(size * size, dtype=np.int32).reshape(size, size)
-        index = np.stack([grid(flat, g) for g in range(n)], axis=-1)
-    else:
-        flat = np.arange(size * size * n, dtype=np.int32).reshape(size, size, n)
-        index = np.stack([grid(np.take(flat, table[inv[g]], axis=2), g) for g in range(n)], -1)
+    with jax.ensure_compile_time_eval():  # concrete values even while a caller is traced
+        if lifting:
+            flat = jnp.arange(size * size, dtype=jnp.int32).reshape(size, size)
+            copies = [transform_grid(flat, g, axes=(0, 1)) for g in range(n)]
+        else:
+            flat = jnp.arange(size * size * n, dtype=jnp.int32).reshape(size, size, n)
+            copies = [act(flat, g, group, spatial_axes=(0, 1), group_axis=2) for g in range(n)]
+        index = np.stack([np.asarray(c) for c in copies], axis=-1)
     index.flags.writeable = False  # cached
     return index
 
