@@ -133,19 +133,24 @@ def layout(folder: str) -> str | None:
 
 
 def _small_files(workdir: str) -> list[str]:
-    """Relative paths of the result files to copy (top level, ``figures/``, and what
-    ``experiment.json`` names)."""
-    rels = set()
-    for sub in ("", "figures"):
+    """Relative paths of the result files to copy: those at the top level and in
+    ``figures/``, what ``experiment.json`` names, and the small files beside what it names
+    in a subfolder (``equivariance/figures/shift.png`` brings ``equivariance/*.csv``)."""
+    subs, rels = {"", "figures"}, set()
+    meta = os.path.join(workdir, "experiment.json")
+    if os.path.isfile(meta):
+        record = io.read_json(meta)
+        named = ([t["csv"] for t in record.get("tables", [])]
+                 + [f["png"] for f in record.get("figures", [])])
+        rels.update(named)
+        for rel in named:
+            sub = os.path.dirname(rel)
+            subs.add(os.path.dirname(sub) if os.path.basename(sub) == "figures" else sub)
+    for sub in subs:
         folder = os.path.join(workdir, sub)
         if os.path.isdir(folder):
             rels.update(os.path.join(sub, f) for f in os.listdir(folder)
                         if f.endswith(SMALL_SUFFIXES) and not f.startswith("."))
-    meta = os.path.join(workdir, "experiment.json")
-    if os.path.isfile(meta):
-        record = io.read_json(meta)
-        rels.update(t["csv"] for t in record.get("tables", []))
-        rels.update(f["png"] for f in record.get("figures", []))
     return sorted(r for r in rels if os.path.isfile(os.path.join(workdir, r))
                   and os.path.getsize(os.path.join(workdir, r)) <= MAX_FILE_BYTES)
 
@@ -244,6 +249,10 @@ def _section_experiment(folder: str, rel: str, exp: Experiment) -> tuple[list[st
                   else ["(table missing)"]) + [""]
     for fig in record.get("figures", []):
         lines += [f"![{fig['title']}]({rel}/{fig['png']})", ""]
+    shown = {t["csv"] for t in record.get("tables", [])}
+    more = [r for r in _small_files(folder) if r.endswith(".csv") and r not in shown]
+    if more:
+        lines += ["More data: " + ", ".join(f"[{r}]({rel}/{r})" for r in more), ""]
     return lines, record["finding"]
 
 

@@ -119,3 +119,30 @@ def test_write_experiment_refuses_a_missing_file(tmp_path):
         results.write_experiment(str(tmp_path), name="x", title="x", claim="c", quick=True,
                                  finding="f", tables=[("t", "nope.csv")], figures=[],
                                  numbers={})
+
+
+def test_copies_the_results_beside_a_figure_in_a_subfolder_and_links_its_csv(repo, tmp_path):
+    exp = repo / "runs" / "dense_vs_conv"
+    fig, ax = plt.subplots()
+    ax.plot([0, 1])
+    results.save_png(fig, str(exp), "equivariance/figures/shift.png")
+    (exp / "equivariance" / "equivariance.csv").write_text("kind,error\nshift,0.0\n")
+    (exp / "equivariance" / "equivariance.md").write_text("| kind |\n")
+    (exp / "other").mkdir()
+    (exp / "other" / "unnamed.csv").write_text("x\n1\n")  # no named file there: not copied
+    results.write_experiment(
+        str(exp), name="dense_vs_conv", title="Dense vs conv", claim="Conv is local.",
+        quick=False, finding="f", tables=[("Models", "models.csv")],
+        figures=[("Shift", "equivariance/figures/shift.png")], numbers={})
+    out = tmp_path / "report"
+    report.build(str(out), str(repo))
+    copied = {os.path.relpath(os.path.join(d, f), out / "dense_vs_conv")
+              for d, _, fs in os.walk(out / "dense_vs_conv") for f in fs}
+    assert copied == {"experiment.json", "models.csv", "figures/weights.png",
+                      "equivariance/figures/shift.png", "equivariance/equivariance.csv",
+                      "equivariance/equivariance.md"}
+    text = (out / "REPORT.md").read_text()
+    assert ("More data: [equivariance/equivariance.csv]"
+            "(dense_vs_conv/equivariance/equivariance.csv)\n") in text
+    assert "([CSV](dense_vs_conv/models.csv))" in text  # a table, not "more data"
+    assert "More data: [models.csv]" not in text
