@@ -15,8 +15,10 @@ is checkpointed every ``config.checkpoint_every`` epochs (and when it ends) into
 ``seeds_checkpoints/`` of its first member's folder: the stacked state [M, ...], the best
 weights, and as metadata each member's config, history, status, frozen flag and early
 stopping. Rerunning resumes from the last one (each ``metrics.jsonl`` is rewritten from
-it) and ends exactly as an uninterrupted run; a checkpoint of other members (another
-``num_seeds`` or ``seed``) is a ``CheckpointError`` naming its folder. Without
+it) and ends exactly as an uninterrupted run. The members whose results were written
+before a stop are left out of the resumed program (the first member's results are written
+last, so its folder keeps the checkpoint until then); a checkpoint that lacks a member to
+train (another ``seed``, more seeds) is a ``CheckpointError`` naming its folder. Without
 checkpoints (``checkpoint_every=0``) an interrupted run starts its members over. The time
 columns (``epoch_time``, ``samples_per_s``, ``wall_time``) are those of the shared program.
 """
@@ -165,14 +167,21 @@ def _train(configs: list[TrainConfig], workdirs: list[str], data: DeviceData, me
     if ckpt is not None and ckpt.latest_epoch() is not None:
         epoch = ckpt.latest_epoch()
         meta = ckpt.restore_meta(epoch)
-        _check_members(meta["members"], configs, os.path.join(workdirs[0], CHECKPOINTS))
-        tree, _ = ckpt.restore(epoch, {"state": state, "best": state.variables})
+        pick = _members_in(meta["members"], configs, os.path.join(workdirs[0], CHECKPOINTS))
+        n = len(meta["members"])  # more than m when some of them have finished since
+        like = state if n == m else jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct((n, *a.shape[1:]), a.dtype, sharding=a.sharding),
+            state)
+        tree, _ = ckpt.restore(epoch, {"state": like, "best": like.variables})
+        if n != m:
+            tree = jax.device_put(jax.tree.map(lambda a: a[np.asarray(pick)], tree), replicated)
         state, start, wall_before = tree["state"], epoch + 1, meta["wall_time"]
         best = tree["best"] if meta["has_best"] else None
-        histories, status, messages = meta["history"], meta["status"], meta["message"]
-        active = np.array(meta["active"], bool)
-        stoppers = [EarlyStopping.from_state_dict(es, s) if es else None
-                    for s in meta["early_stopping"]]
+        histories, status, messages = ([meta[k][i] for i in pick]
+                                       for k in ("history", "status", "message"))
+        active = np.array(meta["active"], bool)[pick]
+        stoppers = [EarlyStopping.from_state_dict(es, meta["early_stopping"][i]) if es else None
+                    for i in pick]
         log.info("%s: resuming %d seeds after epoch %d", workdirs[0], m, start)
     if primary:
         for c, d, h in zip(configs, workdirs, histories):
@@ -253,8 +262,11 @@ def _train(configs: list[TrainConfig], workdirs: list[str], data: DeviceData, me
     train_eval = jax.device_get(run_eval(final, data.train_images, data.train_labels))
     valid_eval = jax.device_get(run_eval(final, data.valid_images, data.valid_labels))
     wall_time = wall_before + time.perf_counter() - t_run
-    out = []
-    for i, (c, d) in enumerate(zip(configs, workdirs)):
+    out = [None] * m
+    # The checkpoint's folder last: a run stopped between two members' results resumes
+    # from it, the members finished by then left out (``_members_in``).
+    for i in [*range(1, m), 0]:
+        c, d = configs[i], workdirs[i]
         save_final_params(d, _member(final, i))
         results = run_results(
             c, stoppers[i], histories[i], status[i], messages[i], param_count=param_count,
@@ -263,19 +275,27 @@ def _train(configs: list[TrainConfig], workdirs: list[str], data: DeviceData, me
             devices=int(mesh.devices.size))
         if primary:
             write_end(d, histories[i], results)
-        out.append(results)
+        out[i] = results
     barrier("fit_seeds: results written")
     return out
 
 
-def _check_members(saved: list[dict], configs: list[TrainConfig], folder: str) -> None:
-    """Raises ``CheckpointError`` naming ``folder`` unless the checkpoint's members
-    (``to_dict`` forms) are ``configs``."""
+def _members_in(saved: list[dict], configs: list[TrainConfig], folder: str) -> list[int]:
+    """The positions of ``configs`` among a checkpoint's members (``to_dict`` forms): all of
+    them, or fewer when some finished since (a run stopped between two members' results)
+    or fewer seeds are asked.
+
+    Raises:
+      CheckpointError: naming ``folder``, when one of ``configs`` is not a saved member.
+    """
     want = [c.to_dict() for c in configs]
+    if all(w in saved for w in want):
+        return [saved.index(w) for w in want]
     seeds = [c["seed"] for c in saved], [c["seed"] for c in want]
-    diff = ([f"seeds: {seeds[0]} -> {seeds[1]}"] if seeds[0] != seeds[1] else
-            [line for a, b in zip(saved, want) for line in config_diff(a, b)])
-    if diff:
-        raise CheckpointError(f"{folder}: a checkpoint of other members (saved -> new: "
-                              f"{'; '.join(diff)}); delete the folder to train these "
-                              "members from the start, or rerun the command that wrote it")
+    by_seed = {c["seed"]: c for c in saved}
+    diff = ([f"seeds: {seeds[0]} -> {seeds[1]}"] if not set(seeds[1]) <= set(seeds[0]) else
+            list(dict.fromkeys(line for w in want  # each difference once
+                               for line in config_diff(by_seed[w["seed"]], w))))
+    raise CheckpointError(f"{folder}: a checkpoint of other members (saved -> new: "
+                          f"{'; '.join(diff)}); delete the folder to train these "
+                          "members from the start, or rerun the command that wrote it")

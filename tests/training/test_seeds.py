@@ -12,7 +12,7 @@ import pytest
 
 from cnn_jax import io
 from cnn_jax.config import ConfigError, EarlyStoppingConfig, TrainConfig
-from cnn_jax.training import fit, fit_seeds, sweep
+from cnn_jax.training import fit, fit_seeds, seeds, sweep
 from cnn_jax.training.checkpoint import CheckpointError, load_final_params
 from cnn_jax.training.seeds import member_configs
 from cnn_jax.training.sweep import write_summary
@@ -210,6 +210,67 @@ def test_an_interrupted_run_resumes_and_ends_as_an_uninterrupted_one(tiny_data, 
     # finished: a rerun returns the results without training
     assert fit_seeds(cfg, cut, data=tiny_data, should_stop=crash_after_7) == resumed
     assert len(asked) == 1
+
+
+def test_a_run_stopped_between_members_results_resumes_the_unfinished_ones(
+        tiny_data, tmp_path, monkeypatch):
+    """A crash after member 1's results and before member 2's: the rerun restores the last
+    checkpoint (in member 0's folder, whose results are written last), takes members 0 and 2
+    out of it and ends as the uninterrupted run; member 1 is left as it was."""
+    es = EarlyStoppingConfig(patience=1, min_delta=0.01, restore_best_weights=True)
+    cfg = CFG.replace(num_seeds=3, seed=0, epochs=12, early_stopping=es, checkpoint_every=2)
+    whole = [str(tmp_path / "whole" / f"seed_{i}") for i in range(3)]
+    cut = [str(tmp_path / "cut" / f"seed_{i}") for i in range(3)]
+    expected = fit_seeds(cfg, whole, data=tiny_data)
+    written = []
+    real_write_end = seeds.write_end
+
+    def crash_at_the_second(d, *args):
+        written.append(os.path.basename(d))
+        if len(written) == 2:
+            raise Killed
+        real_write_end(d, *args)
+
+    monkeypatch.setattr(seeds, "write_end", crash_at_the_second)
+    with pytest.raises(Killed):
+        fit_seeds(cfg, cut, data=tiny_data)
+    assert written == ["seed_1", "seed_2"]  # seed_0, the checkpoint's folder, comes last
+    assert [os.path.exists(os.path.join(d, "results.json")) for d in cut] == [False, True, False]
+    monkeypatch.setattr(seeds, "write_end", real_write_end)
+    mtime = os.path.getmtime(os.path.join(cut[1], "results.json"))
+    resumed = fit_seeds(cfg, cut, data=tiny_data, should_stop=lambda: pytest.fail("trained"))
+    assert os.path.getmtime(os.path.join(cut[1], "results.json")) == mtime
+    timing = ("epoch_time", "train_time", "samples_per_s", "wall_time")
+    losses = ("train_loss", "train_accuracy", "valid_loss", "valid_accuracy")
+    for w, c, a, b in zip(whole, cut, expected, resumed):
+        assert {k: v for k, v in b.items() if k not in timing + losses} == {
+            k: v for k, v in a.items() if k not in timing + losses}, c
+        # evaluated as 2 members, not 3: the same weights, maybe other roundings
+        assert_close([b[k] for k in losses], [a[k] for k in losses], ops=LOSS_OPS,
+                     dtype=np.float32, err_msg=c)
+        assert ([{k: v for k, v in r.items() if k not in timing} for r in history(c)]
+                == [{k: v for k, v in r.items() if k not in timing} for r in history(w)]), c
+        for x, y in zip(jax.tree.leaves(load_final_params(c)),
+                        jax.tree.leaves(load_final_params(w))):
+            np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=c)
+
+
+def test_members_in_finds_the_members_asked_among_a_checkpoints():
+    """``_members_in``: the positions of the members asked, or an error naming what differs."""
+    saved = [c.to_dict() for c in member_configs(CFG.replace(num_seeds=3, seed=4))]
+    assert seeds._members_in(saved, member_configs(CFG.replace(num_seeds=3, seed=4)), "f") == [
+        0, 1, 2]
+    assert seeds._members_in(saved, [member_configs(CFG.replace(num_seeds=3, seed=4))[i]
+                                     for i in (0, 2)], "f") == [0, 2]
+    assert seeds._members_in(saved, member_configs(CFG.replace(num_seeds=2, seed=5)), "f") == [
+        1, 2]
+    with pytest.raises(CheckpointError, match=re.escape(
+            "f: a checkpoint of other members (saved -> new: seeds: [4, 5, 6] -> [6, 7])")):
+        seeds._members_in(saved, member_configs(CFG.replace(num_seeds=2, seed=6)), "f")
+    with pytest.raises(CheckpointError, match=re.escape(
+            "(saved -> new: learning_rate: 0.003 -> 0.01); delete the folder")):
+        seeds._members_in(
+            saved, member_configs(CFG.replace(num_seeds=2, seed=4, learning_rate=1e-2)), "f")
 
 
 def test_num_seeds_is_checked():
