@@ -51,6 +51,7 @@ __all__ = [
     "summarize",
     "sweep_lines",
     "sweep_report",
+    "sweep_table",
     "totals",
     "versions",
     "write_report",
@@ -502,31 +503,34 @@ def _linear_fit_sum(depths: Sequence[int], values: Sequence[float], upto: int) -
     return float(sum(intercept + slope * d for d in range(upto)))
 
 
+def _name_part(name: str, prefix: str) -> int | None:
+    """The integer K of the ``PREFIXK`` part of a member folder name, or None."""
+    parts = [p[len(prefix):] for p in name.split("-") if p.startswith(prefix)]
+    return int(parts[0]) if len(parts) == 1 and parts[0].isdigit() else None
+
+
 def sweep_report(sweep_dir: str, prefix: str = "num_layers_") -> dict[str, Any]:
     """Measured time of a depth sweep written by ``scripts/train.py --sweep=num_layers=...``.
 
     Reads ``SWEEP_DIR/MEMBER/metrics.jsonl`` (one line per epoch with ``epoch_time``,
     training + validation) and ``results.json`` (``status``, ``wall_time``) of each member
     folder named ``num_layers_K`` or, in a grid, with a ``num_layers_K`` part
-    (``seed_0-num_layers_K``).
+    (``seed_0-num_layers_K``; its ``seed_S`` part, if any, is the member's seed).
 
     Returns:
-      ``members`` (per depth: epochs, summed epoch time, wall time, status), ``epoch_time_s``
-      (sum of all epoch times), ``wall_time_s`` (sum of the members' wall times),
-      ``span_s`` (first ``config.json`` written to last ``results.json`` written: the sweep's
-      wall clock including data loading and compilation), ``finished`` (members finished).
+      ``members`` (per member: depth, seed, epochs, summed epoch time, wall time, status),
+      ``epoch_time_s`` (sum of all epoch times), ``wall_time_s`` (sum of the finished
+      members' wall times), ``span_s`` (first ``config.json`` written to last
+      ``results.json`` written: the sweep's wall clock including data loading and
+      compilation), ``seed_spans_s`` (the same per seed, for seeds whose members all
+      finished; key ``"-"`` without seeds), ``finished`` (members finished).
 
     Raises:
       FileNotFoundError: no member folders in ``sweep_dir``.
     """
-    members, starts, ends = [], [], []
-
-    def depth_of(name: str) -> int | None:  # "num_layers_3" or a grid member "seed_0-num_layers_3"
-        parts = [p[len(prefix):] for p in name.split("-") if p.startswith(prefix)]
-        return int(parts[0]) if len(parts) == 1 and parts[0].isdigit() else None
-
-    names = sorted((n for n in os.listdir(sweep_dir) if depth_of(n) is not None),
-                   key=lambda n: (depth_of(n), n))
+    members, times = [], {}
+    names = sorted((n for n in os.listdir(sweep_dir) if _name_part(n, prefix) is not None),
+                   key=lambda n: (_name_part(n, prefix), n))
     for name in names:
         folder = os.path.join(sweep_dir, name)
         metrics_path = os.path.join(folder, "metrics.jsonl")
@@ -537,12 +541,12 @@ def sweep_report(sweep_dir: str, prefix: str = "num_layers_") -> dict[str, Any]:
         results_path = os.path.join(folder, "results.json")
         results = io.read_json(results_path) if os.path.exists(results_path) else {}
         config_path = os.path.join(folder, "config.json")
-        if os.path.exists(config_path):
-            starts.append(os.path.getmtime(config_path))
-        if results:
-            ends.append(os.path.getmtime(results_path))
+        seed = _name_part(name, "seed_")
+        times[name] = (
+            seed, os.path.getmtime(config_path) if os.path.exists(config_path) else None,
+            os.path.getmtime(results_path) if results else None)
         members.append({
-            "depth": depth_of(name), "member": name,
+            "depth": _name_part(name, prefix), "seed": seed, "member": name,
             "epochs": len(rows),
             "epoch_time_s": float(sum(r.get("epoch_time", 0.0) for r in rows)),
             "wall_time_s": float(results["wall_time"]) if "wall_time" in results else None,
@@ -550,6 +554,17 @@ def sweep_report(sweep_dir: str, prefix: str = "num_layers_") -> dict[str, Any]:
         })
     if not members:
         raise FileNotFoundError(f"no {prefix}K/metrics.jsonl files under {sweep_dir!r}")
+
+    def span(group: list[tuple]) -> float | None:
+        starts = [t[1] for t in group if t[1] is not None]
+        ends = [t[2] for t in group if t[2] is not None]
+        return (max(ends) - min(starts)) if starts and ends else None
+
+    seed_spans = {}
+    for seed in sorted({t[0] for t in times.values()}, key=lambda x: (x is not None, x)):
+        group = [t for t in times.values() if t[0] == seed]
+        if all(t[2] is not None for t in group):
+            seed_spans["-" if seed is None else str(seed)] = span(group)
     finished = [m for m in members if m["status"] != "unfinished"]
     return {
         "sweep_dir": sweep_dir,
@@ -557,7 +572,8 @@ def sweep_report(sweep_dir: str, prefix: str = "num_layers_") -> dict[str, Any]:
         "finished": len(finished),
         "epoch_time_s": sum(m["epoch_time_s"] for m in members),
         "wall_time_s": sum(m["wall_time_s"] or 0.0 for m in finished),
-        "span_s": (max(ends) - min(starts)) if starts and ends else None,
+        "span_s": span(list(times.values())),
+        "seed_spans_s": seed_spans,
     }
 
 
@@ -675,6 +691,11 @@ def format_markdown(report: dict[str, Any]) -> str:
     lines += ["", "## Totals", ""] + [f"- {t}" for t in report["totals"]]
     if report.get("sweep"):
         lines += ["", "## Lecture sweep", ""] + [f"- {t}" for t in report["sweep_lines"]]
+        lines += ["", "Per depth: epochs run, our seconds (epoch times: training + "
+                  "validation; wall: each member's whole run, compilation and checkpoints "
+                  "included), and the same epochs at each other framework's steady epoch time "
+                  "(compilation excluded).", ""]
+        lines += sweep_table(report["sweep"], rows, fws)
     lines += ["", "## Notes", ""] + [f"- {t}" for t in report["notes"]]
     return "\n".join(lines) + "\n"
 
@@ -720,17 +741,22 @@ def fitted_epoch_time(rows: list[dict], framework: str):
 
 def sweep_lines(sweep: dict[str, Any], rows: list[dict], frameworks: Sequence[str],
                 target_s: float = 17 * 60) -> list[str]:
-    """Sentences about a finished sweep: measured time vs the target, projections."""
+    """Sentences about a sweep: its wall clock (per seed against ``target_s``, the time
+    allowed for one pass over the depths), summed times, and projections."""
     lines = [f"{sweep['sweep_dir']}: {sweep['finished']} of {len(sweep['members'])} members "
              f"finished, {sum(m['epochs'] for m in sweep['members'])} epochs in all."]
     if sweep["span_s"] is not None:
-        if sweep["finished"] < len(sweep["members"]):
-            verdict = "so far: the sweep is unfinished"
-        else:
-            verdict = "meets" if sweep["span_s"] < target_s else "misses"
-            verdict += f" the < {target_s / 60:.0f} min target"
+        verdict = ("so far: the sweep is unfinished"
+                   if sweep["finished"] < len(sweep["members"]) else "finished")
         lines.append(f"Wall clock (first config.json to last results.json): "
                      f"{sweep['span_s'] / 60:.1f} min; {verdict}.")
+    for seed, span in sweep.get("seed_spans_s", {}).items():
+        if span is None:
+            continue
+        who = "One pass over the depths" if seed == "-" else f"Seed {seed}'s pass over the depths"
+        verdict = "meets" if span < target_s else "misses"
+        lines.append(f"{who}: {span / 60:.1f} min wall clock; {verdict} the "
+                     f"< {target_s / 60:.0f} min target.")
     lines.append(f"Sum of the members' wall times: {sweep['wall_time_s'] / 60:.1f} min; "
                  f"of their epoch times (train + validation): "
                  f"{sweep['epoch_time_s'] / 60:.1f} min.")
@@ -742,6 +768,41 @@ def sweep_lines(sweep: dict[str, Any], rows: list[dict], frameworks: Sequence[st
                     if isinstance(m["depth"], int))
         lines.append(f"The same epochs at {fw}'s steady epoch time measured here (line "
                      f"in depth): {total / 60:.1f} min (compilation excluded).")
+    return lines
+
+
+def sweep_table(sweep: dict[str, Any], rows: list[dict], frameworks: Sequence[str]
+                ) -> list[str]:
+    """Markdown table of a sweep per depth: epochs run (per seed), our measured seconds
+    (epoch times summed, members' wall times summed) and, for each other framework with a
+    fitted steady epoch time, the seconds the same epochs would take there; a total row."""
+    fits = {fw: fitted_epoch_time(rows, fw) for fw in frameworks if fw != "ours"}
+    fits = {fw: f for fw, f in fits.items() if f is not None}
+    def row(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(cells) + " |"
+
+    lines = [row(["depth", "epochs (per seed)", "ours: epoch s", "ours: wall s",
+                  *(f"{fw}: projected s" for fw in fits)]),
+             "|---|---|---|---|" + "---|" * len(fits)]
+    depths = sorted({m["depth"] for m in sweep["members"]})
+    total = {"epochs": 0, "epoch": 0.0, "wall": 0.0, **{fw: 0.0 for fw in fits}}
+    for depth in depths:
+        ms = sorted((m for m in sweep["members"] if m["depth"] == depth),
+                    key=lambda m: (m["seed"] is not None, m["seed"]))
+        epochs = sum(m["epochs"] for m in ms)
+        epoch_s = sum(m["epoch_time_s"] for m in ms)
+        walls = [m["wall_time_s"] for m in ms]
+        wall = "–" if None in walls else f"{sum(walls):.1f}"
+        proj = {fw: epochs * f(depth) for fw, f in fits.items()}
+        total["epochs"] += epochs
+        total["epoch"] += epoch_s
+        total["wall"] += sum(w or 0.0 for w in walls)
+        for fw, v in proj.items():
+            total[fw] += v
+        lines.append(row([str(depth), ", ".join(str(m["epochs"]) for m in ms),
+                          f"{epoch_s:.1f}", wall, *(f"{v:.1f}" for v in proj.values())]))
+    lines.append(row(["all", str(total["epochs"]), f"{total['epoch']:.1f}",
+                      f"{total['wall']:.1f}", *(f"{total[fw]:.1f}" for fw in fits)]))
     return lines
 
 

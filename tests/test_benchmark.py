@@ -119,22 +119,68 @@ def test_sweep_report_reads_members(tmp_path):
     assert [m["depth"] for m in report["members"]] == [0, 1]
     assert report["finished"] == 2 and report["epoch_time_s"] == 10.0
     assert report["wall_time_s"] == 22.0 and report["span_s"] >= 0
-    assert "meets the < 17 min target" in benchmarking.sweep_lines(report, [], [])[1]
+    assert report["seed_spans_s"] == {"-": report["span_s"]}
+    lines = benchmarking.sweep_lines(report, [], [])
+    assert lines[1].endswith("min; finished.")
+    assert lines[2].startswith("One pass over the depths: 0.0 min wall clock; meets the < 17")
+    assert "misses the < 0 min target" in benchmarking.sweep_lines(report, [], [], 0.0)[2]
     io.write_jsonl(str(tmp_path / "num_layers_2" / "metrics.jsonl"), [{"epoch_time": 1.0}])
     report = benchmarking.sweep_report(str(tmp_path))
-    assert report["members"][-1] == {"depth": 2, "member": "num_layers_2", "epochs": 1,
-                                     "epoch_time_s": 1.0, "wall_time_s": None,
+    assert report["members"][-1] == {"depth": 2, "seed": None, "member": "num_layers_2",
+                                     "epochs": 1, "epoch_time_s": 1.0, "wall_time_s": None,
                                      "status": "unfinished"}
     assert report["finished"] == 2 and report["wall_time_s"] == 22.0
+    assert report["seed_spans_s"] == {}  # a member of the pass is unfinished
     assert "unfinished" in benchmarking.sweep_lines(report, [], [])[1]
     with pytest.raises(FileNotFoundError, match="num_layers_K"):
         benchmarking.sweep_report(str(tmp_path / "num_layers_0"))
     # grid members (--sweep=seed=0:2 --sweep=num_layers=...) count by their num_layers part
     io.write_jsonl(str(tmp_path / "seed_1-num_layers_0" / "metrics.jsonl"), [{"epoch_time": 4.0}])
     report = benchmarking.sweep_report(str(tmp_path))
-    assert [(m["depth"], m["member"]) for m in report["members"]] == [
-        (0, "num_layers_0"), (0, "seed_1-num_layers_0"), (1, "num_layers_1"),
-        (2, "num_layers_2")]
+    assert [(m["depth"], m["seed"], m["member"]) for m in report["members"]] == [
+        (0, None, "num_layers_0"), (0, 1, "seed_1-num_layers_0"), (1, None, "num_layers_1"),
+        (2, None, "num_layers_2")]
+
+
+def _mlp_row(depth, **epoch_s):
+    return {"model": "mlp", "depth": depth,
+            "summaries": {fw: {"epoch_s": s} for fw, s in epoch_s.items()}}
+
+
+def test_sweep_table_per_depth_with_seeds_and_projections(tmp_path):
+    # Two seeds, depths 0 and 2; seed 1's depth 2 still running. Start/end times are set
+    # so that seed 0's pass spans 100 s and seed 1's is unfinished.
+    for seed, depth, epochs, wall in ((0, 0, 3, 7.0), (0, 2, 5, 30.0), (1, 0, 4, 9.0),
+                                      (1, 2, 2, None)):
+        member = tmp_path / f"seed_{seed}-num_layers_{depth}"
+        io.write_json(str(member / "config.json"), {})
+        io.write_jsonl(str(member / "metrics.jsonl"),
+                       [{"epoch": e + 1, "epoch_time": 1.5} for e in range(epochs)])
+        os.utime(member / "config.json", (1000 + 200 * seed + depth, 1000 + 200 * seed + depth))
+        if wall is not None:
+            io.write_json(str(member / "results.json"),
+                          {"status": "stopped_early", "wall_time": wall})
+            t = 1100 if seed == 0 else 1250
+            os.utime(member / "results.json", (t, t))
+    sweep = benchmarking.sweep_report(str(tmp_path))
+    assert sweep["seed_spans_s"] == {"0": 100.0}
+    assert sweep["span_s"] == 1250 - 1000
+    lines = benchmarking.sweep_lines(sweep, [], [])
+    assert "Seed 0's pass over the depths: 1.7 min wall clock; meets the < 17 min target." in lines
+    # keras: 1 s + 0.5 s per layer; torch has one depth only (no line): not projected
+    rows = [_mlp_row(0, ours=0.4, keras=1.0, torch=2.0), _mlp_row(4, ours=0.8, keras=3.0)]
+    table = benchmarking.sweep_table(sweep, rows, ["ours", "keras", "torch"])
+    assert table == [
+        "| depth | epochs (per seed) | ours: epoch s | ours: wall s | keras: projected s |",
+        "|---|---|---|---|---|",
+        "| 0 | 3, 4 | 10.5 | 16.0 | 7.0 |",   # 7 epochs x 1.5 s; 7 x 1.0 s
+        "| 2 | 5, 2 | 10.5 | – | 14.0 |",      # a member unfinished: no wall sum; 7 x 2.0 s
+        "| all | 14 | 21.0 | 46.0 | 21.0 |"]
+    md = benchmarking.format_markdown({
+        "rows": [], "frameworks": ["ours"], "machine": benchmarking.machine_info(),
+        "versions": {}, "settings": "s", "matmul_rate": {}, "totals": [], "notes": [],
+        "sweep": sweep, "sweep_lines": lines})
+    assert "| 2 | 5, 2 | 10.5 | – |\n| all | 14 | 21.0 | 46.0 |" in md
 
 
 def _check_report(out, frameworks):
