@@ -784,25 +784,20 @@ def sweep_table(sweep: dict[str, Any], rows: list[dict], frameworks: Sequence[st
     lines = [row(["depth", "epochs (per seed)", "ours: epoch s", "ours: wall s",
                   *(f"{fw}: projected s" for fw in fits)]),
              "|---|---|---|---|" + "---|" * len(fits)]
-    depths = sorted({m["depth"] for m in sweep["members"]})
-    total = {"epochs": 0, "epoch": 0.0, "wall": 0.0, **{fw: 0.0 for fw in fits}}
-    for depth in depths:
-        ms = sorted((m for m in sweep["members"] if m["depth"] == depth),
+    members = sweep["members"]
+    for depth in sorted({m["depth"] for m in members}):
+        ms = sorted((m for m in members if m["depth"] == depth),
                     key=lambda m: (m["seed"] is not None, m["seed"]))
         epochs = sum(m["epochs"] for m in ms)
-        epoch_s = sum(m["epoch_time_s"] for m in ms)
         walls = [m["wall_time_s"] for m in ms]
-        wall = "–" if None in walls else f"{sum(walls):.1f}"
-        proj = {fw: epochs * f(depth) for fw, f in fits.items()}
-        total["epochs"] += epochs
-        total["epoch"] += epoch_s
-        total["wall"] += sum(w or 0.0 for w in walls)
-        for fw, v in proj.items():
-            total[fw] += v
         lines.append(row([str(depth), ", ".join(str(m["epochs"]) for m in ms),
-                          f"{epoch_s:.1f}", wall, *(f"{v:.1f}" for v in proj.values())]))
-    lines.append(row(["all", str(total["epochs"]), f"{total['epoch']:.1f}",
-                      f"{total['wall']:.1f}", *(f"{total[fw]:.1f}" for fw in fits)]))
+                          f"{sum(m['epoch_time_s'] for m in ms):.1f}",
+                          "–" if None in walls else f"{sum(walls):.1f}",
+                          *(f"{epochs * f(depth):.1f}" for f in fits.values())]))
+    lines.append(row(["all", str(sum(m["epochs"] for m in members)),
+                      f"{sweep['epoch_time_s']:.1f}", f"{sweep['wall_time_s']:.1f}",
+                      *(f"{sum(m['epochs'] * f(m['depth']) for m in members):.1f}"
+                        for f in fits.values())]))
     return lines
 
 
