@@ -122,7 +122,9 @@ def test_sweep_report_reads_members(tmp_path):
     assert report["seed_spans_s"] == {"-": report["span_s"]}
     lines = benchmarking.sweep_lines(report, [], [])
     assert lines[1].endswith("min; finished.")
-    assert lines[2].startswith("One pass over the depths: 0.0 min wall clock; meets the < 17")
+    assert report["seed_walls_s"] == {"-": 22.0}
+    assert lines[2].startswith("One pass over the depths: 0.0 min wall clock (0.4 min in its")
+    assert lines[2].endswith("meets the < 17 min target.")
     assert "misses the < 0 min target" in benchmarking.sweep_lines(report, [], [], 0.0)[2]
     io.write_jsonl(str(tmp_path / "num_layers_2" / "metrics.jsonl"), [{"epoch_time": 1.0}])
     report = benchmarking.sweep_report(str(tmp_path))
@@ -164,9 +166,12 @@ def test_sweep_table_per_depth_with_seeds_and_projections(tmp_path):
             os.utime(member / "results.json", (t, t))
     sweep = benchmarking.sweep_report(str(tmp_path))
     assert sweep["seed_spans_s"] == {"0": 100.0}
+    assert sweep["seed_walls_s"] == {"0": 37.0}  # 7 + 30: a stop shows as span - walls
     assert sweep["span_s"] == 1250 - 1000
     lines = benchmarking.sweep_lines(sweep, [], [])
-    assert "Seed 0's pass over the depths: 1.7 min wall clock; meets the < 17 min target." in lines
+    assert ("Seed 0's pass over the depths: 1.7 min wall clock (0.6 min in its members' runs; "
+            "the rest between them: start-up, or the sweep stopped); meets the < 17 min "
+            "target.") in lines
     # keras: 1 s + 0.5 s per layer; torch has one depth only (no line): not projected
     rows = [_mlp_row(0, ours=0.4, keras=1.0, torch=2.0), _mlp_row(4, ours=0.8, keras=3.0)]
     table = benchmarking.sweep_table(sweep, rows, ["ours", "keras", "torch"])
