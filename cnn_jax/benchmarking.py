@@ -289,15 +289,21 @@ def _op_place(op_name: str) -> tuple[str, str, str]:
     """(phase, layer, primitive) of a jaxpr op_name such as
     ``jit(train_step)/transpose(jvp(SESN))/sconv_2/transpose(jvp())/dot_general``:
     phase "backward" under ``transpose(...)``, "forward" under ``jvp(...)``, else "update"
-    (loss, optimizer); the layer is the model's child module (or "-")."""
+    (loss, optimizer); the layer is the model's child module (or "-"), past the scopes of
+    the model's own methods (``SESN._scale_major``)."""
     parts = op_name.split("/")[1:]  # drop jit(train_step)
     if not parts:
         return "update", "-", op_name
-    head = parts[0]
+    head, rest = parts[0], parts[1:]
     phase = ("backward" if head.startswith("transpose(") else
              "forward" if head.startswith("jvp(") else "update")
-    layer = parts[1] if phase != "update" and len(parts) > 2 else "-"
+    while len(rest) > 1 and _METHOD_SCOPE.fullmatch(rest[0]):
+        rest = rest[1:]
+    layer = rest[0] if phase != "update" and len(rest) > 1 else "-"
     return phase, layer, parts[-1]
+
+
+_METHOD_SCOPE = re.compile(r"[A-Za-z_]\w*\.[A-Za-z_]\w*")  # Module.method
 
 
 def profile_train_step(model, input_shape: Sequence[int], *, batch_size: int, seed: int = 0,

@@ -267,6 +267,18 @@ def test_script_with_keras_and_torch(tmp_path, monkeypatch):
     _check_report(out, ["ours", "keras", "torch"])
 
 
+def test_op_place_names_the_layer_past_the_models_own_method_scopes():
+    place = benchmarking._op_place
+    assert place("jit(train_step)/transpose(jvp(SESN))/sconv_2/transpose/dot_general") == (
+        "backward", "sconv_2", "dot_general")
+    assert place("jit(train_step)/jvp(SESN)/SESN._scale_major/lift/sfia,abnc->sfibnc/"
+                 "dot_general") == ("forward", "lift", "dot_general")
+    assert place("jit(train_step)/jvp(SESN)/SESN._scale_major/reduce_max") == (
+        "forward", "-", "reduce_max")  # between the layers
+    assert place("jit(train_step)/jvp(CNN)/relu") == ("forward", "-", "relu")
+    assert place("jit(train_step)/add") == ("update", "-", "add")
+
+
 def test_script_scale_model_with_profile(tmp_path):
     """An ours-only row (sesn; p4cnn and p4mcnn take the same path) and --profile: the row
     has its FLOPs and compile time, and a per-layer profile whose layers are the model's

@@ -44,6 +44,14 @@ class _ScaleBasis(nn.Module):
     impl: str = "auto"
     precision: str | None = None
     method: str = "auto"
+    layout: str = "NHWCS"
+
+    def _add_bias(self, y: jax.Array) -> jax.Array:
+        """One bias per filter, shared over scales (the parameter is [O, 1] in every layout)."""
+        if not self.use_bias:
+            return y
+        bias = self.param("bias", nn.initializers.zeros, (self.features, 1))
+        return y + (bias if self.layout == "NHWCS" else bias[:, 0])
 
     def basis(self) -> np.ndarray:
         """[S, K, K, B] float32, a numpy constant: the ops factor it when they trace."""
@@ -64,8 +72,10 @@ class ScaleLiftingConv(_ScaleBasis):
       padding, impl, precision: as ``ops.conv2d`` (precision None: JAX's default); use_bias:
         one bias per filter, shared over scales.
       method: "auto", "separable" or "bank" (``ops.scale``: how the layer is computed).
+      layout: "NHWCS", or "SHWNC" to start a scale-major chain (``ops.scale``).
 
-    Input [N, H, W, C] -> output [N, H, W, O, S]; parameter "weights" [C, O, B].
+    Input [N, H, W, C] -> output [N, H, W, O, S] ("SHWNC": [S, W, H, N, O]); parameter
+    "weights" [C, O, B].
     """
 
     weights_init: Callable = _coefficient_init((0, 2))
@@ -75,18 +85,19 @@ class ScaleLiftingConv(_ScaleBasis):
         basis = self.basis()
         w = self.param("weights", self.weights_init, (x.shape[-1], self.features, basis.shape[-1]))
         y = scale_ops.scale_lifting_conv2d(x, w, basis, padding=self.padding, impl=self.impl,
-                                           precision=self.precision, method=self.method)
-        if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.features, 1))
-        return y
+                                           precision=self.precision, method=self.method,
+                                           layout=self.layout)
+        return self._add_bias(y)
 
 
 class ScaleConv(_ScaleBasis):
     """Scales -> scales: each output scale mixes ``scale_span`` neighbouring input scales.
 
-    Attributes: as ``ScaleLiftingConv``, plus ``scale_span`` (J, 1 = no mixing).
+    Attributes: as ``ScaleLiftingConv``, plus ``scale_span`` (J, 1 = no mixing); ``layout``
+    is the input's: "NHWCS", "SHWNC" or "SWHNC" (``ops.scale``).
 
-    Input [N, H, W, C, S] -> output [N, H, W, O, S]; parameter "weights" [C, J, O, B].
+    Input [N, H, W, C, S] -> output [N, H, W, O, S]; scale-major: [S, H, W, N, C] ->
+    [S, W, H, N, O] and [S, W, H, N, C] -> [S, H, W, N, O]. Parameter "weights" [C, J, O, B].
     """
 
     scale_span: int = 1
@@ -94,13 +105,18 @@ class ScaleConv(_ScaleBasis):
 
     @nn.compact
     def __call__(self, y: jax.Array) -> jax.Array:
-        if y.ndim != 5 or y.shape[-1] != self.num_scales:
-            raise ValueError(f"input must be [N, H, W, C, {self.num_scales}], got {y.shape}")
+        if self.layout not in scale_ops.LAYOUTS:
+            raise ValueError(f"layout must be one of {scale_ops.LAYOUTS}, got {self.layout!r}")
+        major = self.layout != "NHWCS"
+        if y.ndim != 5 or y.shape[0 if major else -1] != self.num_scales:
+            want = (f"[{self.num_scales}, {self.layout[1]}, {self.layout[2]}, N, C]" if major
+                    else f"[N, H, W, C, {self.num_scales}]")
+            raise ValueError(f"input must be {want} (layout {self.layout}), got {y.shape}")
         basis = self.basis()
         w = self.param("weights", self.weights_init,
-                       (y.shape[3], self.scale_span, self.features, basis.shape[-1]))
+                       (y.shape[4 if major else 3], self.scale_span, self.features,
+                        basis.shape[-1]))
         out = scale_ops.scale_conv2d(y, w, basis, padding=self.padding, impl=self.impl,
-                                     precision=self.precision, method=self.method)
-        if self.use_bias:
-            out = out + self.param("bias", nn.initializers.zeros, (self.features, 1))
-        return out
+                                     precision=self.precision, method=self.method,
+                                     layout=self.layout)
+        return self._add_bias(out)

@@ -29,6 +29,13 @@ Two ways to compute a layer, the same values (``method``):
 
 ``"auto"`` (default) takes ``"separable"`` when the basis is a concrete array whose
 functions are all rank one (``hermite_gaussian_basis``'s are), else ``"bank"``.
+
+Layouts (``layout``): ``"NHWCS"`` (default) as above. A network of these layers runs faster
+scale-major, where the banded passes and the mixing product need no transposes of the maps
+(models.SESN, ``scale_major``): ``"SHWNC"`` maps [S, H, W, N, C] and ``"SWHNC"`` maps
+[S, W, H, N, C]. A layer reading one scale-major layout writes the other (its last pass runs
+along the first spatial axis), so a chain of layers never transposes; pooling, activations
+and the pool over scales treat H and W alike.
 """
 
 from __future__ import annotations
@@ -43,8 +50,16 @@ from cnn_jax.ops.conv import conv2d, padding_amounts
 from cnn_jax.ops.group import group_pool
 
 METHODS = ("auto", "separable", "bank")
+LAYOUTS = ("NHWCS", "SHWNC", "SWHNC")
+# a layer's output layout, given its input's (the lifting conv's input is [N, H, W, C])
+LAYOUT_AFTER = {"NHWCS": "NHWCS", "SHWNC": "SWHNC", "SWHNC": "SHWNC"}
+# axes of a layout's map in the NHWCS order, and back
+_TO_NHWCS = {"NHWCS": (0, 1, 2, 3, 4), "SHWNC": (3, 1, 2, 4, 0), "SWHNC": (3, 2, 1, 4, 0)}
+_FROM_NHWCS = {"NHWCS": (0, 1, 2, 3, 4), "SHWNC": (4, 1, 2, 0, 3), "SWHNC": (4, 2, 1, 0, 3)}
 
 __all__ = [
+    "LAYOUTS",
+    "LAYOUT_AFTER",
     "METHODS",
     "hermite_gaussian_basis",
     "kernel_size_for",
@@ -52,7 +67,26 @@ __all__ = [
     "scale_ladder",
     "scale_lifting_conv2d",
     "scale_pool",
+    "to_layout",
+    "to_nhwcs",
 ]
+
+
+def _check_layout(layout: str) -> None:
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+
+
+def to_nhwcs(y: jax.Array, layout: str) -> jax.Array:
+    """A map in ``layout`` (``LAYOUTS``) as [N, H, W, C, S]."""
+    _check_layout(layout)
+    return y if layout == "NHWCS" else jnp.transpose(y, _TO_NHWCS[layout])
+
+
+def to_layout(y: jax.Array, layout: str) -> jax.Array:
+    """A [N, H, W, C, S] map in ``layout`` (``LAYOUTS``); the inverse of ``to_nhwcs``."""
+    _check_layout(layout)
+    return y if layout == "NHWCS" else jnp.transpose(y, _FROM_NHWCS[layout])
 
 
 def scale_ladder(sigma0: float, ratio: float, num_scales: int) -> tuple[float, ...]:
@@ -191,27 +225,28 @@ def _band_matrices(factors: np.ndarray, size: int, padding: str) -> np.ndarray:
     return band
 
 
-def _separable(x, weights, factors, padding, precision, lifted: bool):
-    """The layer as two banded passes and one mixing product.
+def _separable(x, weights, factors, padding, precision, lifted: bool, swapped: bool):
+    """The layer as two banded passes and one mixing product, scale-major.
 
     Args:
-      x: [N, H, W, C, S] (``lifted``) or [N, H, W, C] (the same input for every scale).
+      x: [S, A, B, N, C] (``lifted``) or [A, B, N, C] (the same input for every scale), where
+        (A, B) is (H, W), or (W, H) when ``swapped``.
       weights: [C, O, B].
       factors: the rank-one factors of the basis (``_rank_one_factors``).
 
     Returns:
-      [N, H', W', O, S].
+      [S, B', A', N, O]: the spatial axes exchanged.
     """
-    rows = jnp.asarray(_band_matrices(factors[0], x.shape[1], padding), x.dtype)
-    cols = jnp.asarray(_band_matrices(factors[1], x.shape[2], padding), x.dtype)
-    # along H: [S, B, H', H] x [N, H, W, C(, S)] -> [S, B, H', N, W, C]
-    spec = "sbih,nhwcs->sbinwc" if lifted else "sbih,nhwc->sbinwc"
-    t = jnp.einsum(spec, rows, x, precision=precision)
-    # along W, per basis function: -> [S, B, W', H', N, C]
-    t = jnp.einsum("sbjw,sbinwc->sbjinc", cols, t, precision=precision)
-    # mix responses by the coefficients: -> [S, W', H', N, O]
-    out = jnp.einsum("sbjinc,cob->sjino", t, weights, precision=precision)
-    return jnp.transpose(out, (3, 2, 1, 4, 0))
+    along_a, along_b = (factors[1], factors[0]) if swapped else factors
+    first = jnp.asarray(_band_matrices(along_a, x.shape[-4], padding), x.dtype)
+    second = jnp.asarray(_band_matrices(along_b, x.shape[-3], padding), x.dtype)
+    # along A: [S, F, A', A] x [(S,) A, B, N, C] -> [S, F, A', B, N, C] (F: basis functions)
+    spec = "sfia,sabnc->sfibnc" if lifted else "sfia,abnc->sfibnc"
+    t = jnp.einsum(spec, first, x, precision=precision)
+    # along B, per basis function: -> [S, F, B', A', N, C]
+    t = jnp.einsum("sfjb,sfibnc->sfjinc", second, t, precision=precision)
+    # mix the responses by the coefficients: -> [S, B', A', N, O]
+    return jnp.einsum("sfjinc,cof->sjino", t, weights, precision=precision)
 
 
 def _pick_method(method: str, basis):
@@ -229,7 +264,7 @@ def _pick_method(method: str, basis):
 
 def scale_lifting_conv2d(x: jax.Array, weights: jax.Array, basis: jax.Array, *,
                          padding: str = "same", impl: str = "auto", precision=None,
-                         method: str = "auto") -> jax.Array:
+                         method: str = "auto", layout: str = "NHWCS") -> jax.Array:
     """Z2 -> scales: correlates the image with the same filter drawn at every scale.
 
     Args:
@@ -239,59 +274,72 @@ def scale_lifting_conv2d(x: jax.Array, weights: jax.Array, basis: jax.Array, *,
       padding, impl, precision: as ``ops.conv2d`` (stride 1); ``impl`` matters for the
         "bank" method only.
       method: "auto", "separable" or "bank" (module docstring).
+      layout: "NHWCS", or "SHWNC" to start a scale-major chain (module docstring).
 
     Returns:
-      [N, H', W', O, S].
+      [N, H', W', O, S], or [S, W', H', N, O] ("SWHNC") for ``layout="SHWNC"``.
     """
     _check_basis(basis)
+    if layout not in ("NHWCS", "SHWNC"):
+        raise ValueError(f"layout of a lifting conv must be 'NHWCS' or 'SHWNC' (its input is "
+                         f"[N, H, W, C]), got {layout!r}")
     if jnp.ndim(weights) != 3 or weights.shape[-1] != basis.shape[-1]:
         raise ValueError(f"weights must be [C, O, {basis.shape[-1]}], got {jnp.shape(weights)}")
     method, factors = _pick_method(method, basis)
     if method == "separable":
         padding_amounts(x.shape[1:3], basis.shape[1:3], padding, (1, 1))  # checks padding
-        return _separable(x, weights, factors, padding, precision, lifted=False)
+        out = _separable(jnp.transpose(x, (1, 2, 0, 3)), weights, factors, padding,
+                         precision, lifted=False, swapped=False)  # SWHNC
+        return out if layout == "SHWNC" else to_nhwcs(out, "SWHNC")
     s, k = basis.shape[0], basis.shape[1]
     bank = jnp.einsum("sijb,cob->ijcos", basis, weights,
                       precision=precision)  # [K, K, C, O, S]
     out = conv2d(x, bank.reshape(k, k, weights.shape[0], -1), padding=padding, impl=impl,
                  precision=precision)
-    return out.reshape(*out.shape[:3], weights.shape[1], s)
+    return to_layout(out.reshape(*out.shape[:3], weights.shape[1], s), LAYOUT_AFTER[layout])
 
 
 def scale_conv2d(y: jax.Array, weights: jax.Array, basis: jax.Array, *,
                  padding: str = "same", impl: str = "auto", precision=None,
-                 method: str = "auto") -> jax.Array:
+                 method: str = "auto", layout: str = "NHWCS") -> jax.Array:
     """Scales -> scales: output scale s mixes input scales s .. s + J - 1 with filters at s.
 
     ``out[..., o, s] = sum_{j, c} (y[..., c, s + j] ⋆ sum_b w[c, j, o, b] basis[s, ..., b])``;
     input scales beyond the ladder count as zero.
 
     Args:
-      y: [N, H, W, C, S] map on the scale ladder.
+      y: [N, H, W, C, S] map on the scale ladder, or scale-major as ``layout`` says.
       weights: [C, J, O, B] coefficients; J is the number of scales mixed (1 = none).
       basis: [S, K, K, B].
       padding, impl, precision: as ``ops.conv2d`` (stride 1); ``impl`` matters for the
         "bank" method only.
       method: "auto", "separable" or "bank" (module docstring).
+      layout: ``y``'s layout: "NHWCS", "SHWNC" or "SWHNC" (module docstring).
 
     Returns:
-      [N, H', W', O, S].
+      [N, H', W', O, S]; for a scale-major ``y``, the other scale-major layout ("SHWNC" ->
+      [S, W', H', N, O], "SWHNC" -> [S, H', W', N, O]).
     """
+    _check_layout(layout)
     if jnp.ndim(y) != 5:
-        raise ValueError(f"y must be [N, H, W, C, S], got shape {jnp.shape(y)}")
-    _check_basis(basis, y.shape[-1])
+        raise ValueError(f"y must be 5-D ({layout}), got shape {jnp.shape(y)}")
+    major = layout != "NHWCS"
+    _check_basis(basis, y.shape[0] if major else y.shape[-1])
     if jnp.ndim(weights) != 4 or weights.shape[-1] != basis.shape[-1]:
         raise ValueError(f"weights must be [C, J, O, {basis.shape[-1]}], got {jnp.shape(weights)}")
     c, span, o, _ = weights.shape
     s, k = basis.shape[0], basis.shape[1]
     method, factors = _pick_method(method, basis)
     if method == "separable":
-        padding_amounts(y.shape[1:3], basis.shape[1:3], padding, (1, 1))  # checks padding
+        spatial = y.shape[1:3]
+        padding_amounts(spatial, basis.shape[1:3], padding, (1, 1))  # checks padding
+        ym = y if major else to_layout(y, "SHWNC")
         # input scale s + j beside scale s as channel (c, j); beyond the ladder: zeros
-        shifted = [jnp.pad(y[..., j:], ((0, 0),) * 4 + ((0, j),)) for j in range(span)]
-        stacked = jnp.stack(shifted, axis=4).reshape(*y.shape[:3], c * span, s)
-        return _separable(stacked, weights.reshape(c * span, o, -1), factors, padding,
-                          precision, lifted=True)
+        shifted = [jnp.pad(ym[j:], ((0, j),) + ((0, 0),) * 4) for j in range(span)]
+        stacked = jnp.stack(shifted, axis=-1).reshape(*ym.shape[:4], c * span)
+        out = _separable(stacked, weights.reshape(c * span, o, -1), factors, padding,
+                         precision, lifted=True, swapped=layout == "SWHNC")
+        return out if major else to_nhwcs(out, "SWHNC")
     # bank[:, :, c, t, o, s] holds the filter from input scale t to output scale s (t - s < J)
     filters = jnp.einsum("sxyb,cjob->xycjos", basis, weights,
                          precision=precision)  # [K, K, C, J, O, S]
@@ -299,10 +347,10 @@ def scale_conv2d(y: jax.Array, weights: jax.Array, basis: jax.Array, *,
     for out_s in range(s):
         for j in range(min(span, s - out_s)):
             bank = bank.at[:, :, :, out_s + j, :, out_s].set(filters[:, :, :, j, :, out_s])
-    flat = y.reshape(*y.shape[:3], c * s)
-    out = conv2d(flat, bank.reshape(k, k, c * s, o * s), padding=padding, impl=impl,
-                 precision=precision)
-    return out.reshape(*out.shape[:3], o, s)
+    yn = to_nhwcs(y, layout)
+    out = conv2d(yn.reshape(*yn.shape[:3], c * s), bank.reshape(k, k, c * s, o * s),
+                 padding=padding, impl=impl, precision=precision)
+    return to_layout(out.reshape(*out.shape[:3], o, s), LAYOUT_AFTER[layout])
 
 
 def scale_pool(y: jax.Array, reduce: str = "max") -> jax.Array:

@@ -172,3 +172,97 @@ def test_method_auto_falls_back_to_the_bank_for_a_basis_it_cannot_factor(key):
     assert_close(jax.jit(auto)(basis), auto(basis), ops=2 * (6 + 6 + 9 + 3 * 2 * 9))
     with pytest.raises(ValueError, match="method"):
         S.scale_conv2d(y, w, dense, method="fft")
+
+
+@pytest.mark.parametrize("method", ["separable", "bank"])
+@pytest.mark.parametrize("layout", ["SHWNC", "SWHNC"])
+@pytest.mark.parametrize("span", [1, 2])
+def test_scale_major_layouts_equal_nhwcs_in_value_and_gradient(key, method, layout, span):
+    """A scale-major map in, the other scale-major layout out: the same layer as on
+    [N, H, W, C, S] maps, up to the order of the two banded passes."""
+    k1, k2, k3 = jax.random.split(key, 3)
+    y = jax.random.normal(k1, (2, 9, 8, 3, 3))  # H != W: a swapped axis changes the shape
+    w = jax.random.normal(k2, (3, span, 4, 6))
+    basis = S.hermite_gaussian_basis(5, (0.8, 1.2, 1.8))
+    out_layout = S.LAYOUT_AFTER[layout]
+    assert out_layout == {"SHWNC": "SWHNC", "SWHNC": "SHWNC"}[layout]
+
+    def major(a, c, as_layout=layout):
+        out = S.scale_conv2d(S.to_layout(a, as_layout), c, basis, precision="highest",
+                             method=method, layout=as_layout)
+        return S.to_nhwcs(out, S.LAYOUT_AFTER[as_layout])
+
+    def nhwcs(a, c):
+        return S.scale_conv2d(a, c, basis, precision="highest", method=method)
+
+    results = []
+    for fn in (major, nhwcs):
+        out, vjp = jax.vjp(fn, y, w)
+        results.append((out, *vjp(jax.random.normal(k3, out.shape))))
+    (out, gy, gw), (ref, ry, rw) = results
+    assert out.shape == ref.shape == (2, 9, 8, 4, 3)
+    ops = 2 * (10 + 18 * span + 6 + 75 * span)  # as the separable-vs-bank test
+    bound = assert_close(out, ref, ops=ops)
+    assert_close(gy, ry, ops=ops + 2 * 4 * 6)
+    assert_close(gw, rw, ops=ops + 2 * 2 * 9 * 8 * 3)
+    # negative control: the map read with its spatial axes the wrong way round (the passes
+    # along the wrong axes; the shapes agree after transposing back) is another layer
+    wrong = {"SHWNC": "SWHNC", "SWHNC": "SHWNC"}[layout]
+    bad = S.scale_conv2d(S.to_layout(y, layout), w, basis, precision="highest",
+                         method=method, layout=wrong)
+    bad = jnp.swapaxes(S.to_nhwcs(bad, S.LAYOUT_AFTER[wrong]), 1, 2)
+    assert bad.shape == ref.shape
+    assert float(jnp.max(jnp.abs(bad - ref))) > 100 * bound
+
+
+@pytest.mark.parametrize("method", ["separable", "bank"])
+def test_scale_major_lifting_equals_nhwcs(key, method):
+    k1, k2 = jax.random.split(key)
+    x = jax.random.normal(k1, (2, 10, 7, 2))
+    w = jax.random.normal(k2, (2, 5, 6))
+    basis = S.hermite_gaussian_basis(7, (0.8, 1.3))
+    ref = S.scale_lifting_conv2d(x, w, basis, precision="highest", method=method)
+    out = S.scale_lifting_conv2d(x, w, basis, precision="highest", method=method,
+                                 layout="SHWNC")
+    assert out.shape == (2, 7, 10, 2, 5)  # [S, W, H, N, O]
+    assert_close(S.to_nhwcs(out, "SWHNC"), ref, ops=2 * (14 + 12 + 6 + 98))
+
+
+def test_layouts_round_trip_and_bad_layouts_are_named():
+    y = jnp.arange(2 * 3 * 4 * 5 * 6.0).reshape(2, 3, 4, 5, 6)
+    assert S.to_layout(y, "SHWNC").shape == (6, 3, 4, 2, 5)
+    assert S.to_layout(y, "SWHNC").shape == (6, 4, 3, 2, 5)
+    assert S.to_layout(y, "SWHNC")[1, 2, 0, 1, 3] == y[1, 0, 2, 3, 1]
+    for layout in S.LAYOUTS:
+        np.testing.assert_array_equal(S.to_nhwcs(S.to_layout(y, layout), layout), y)
+    basis = jnp.asarray(S.hermite_gaussian_basis(3, (1.0, 2.0)))
+    with pytest.raises(ValueError, match=r"layout must be one of .* got 'NCHWS'"):
+        S.scale_conv2d(jnp.zeros((1, 4, 4, 1, 2)), jnp.zeros((1, 1, 1, 6)), basis,
+                       layout="NCHWS")
+    with pytest.raises(ValueError, match=r"lifting conv must be 'NHWCS' or 'SHWNC'.*'SWHNC'"):
+        S.scale_lifting_conv2d(jnp.zeros((1, 4, 4, 1)), jnp.zeros((1, 1, 6)), basis,
+                               layout="SWHNC")
+    # scale-major: the scale axis is the first
+    with pytest.raises(ValueError, match="basis has 2 scales but the input has 1"):
+        S.scale_conv2d(jnp.zeros((1, 4, 4, 1, 2)), jnp.zeros((1, 1, 1, 6)), basis,
+                       layout="SHWNC")
+
+
+def test_scale_layers_take_a_layout_and_keep_their_parameters(key):
+    x = jax.random.normal(key, (3, 6, 5, 1))
+    lift = layers.ScaleLiftingConv(3, num_scales=2, kernel_size=3)
+    major = layers.ScaleLiftingConv(3, num_scales=2, kernel_size=3, layout="SHWNC")
+    params = lift.init(key, x)
+    assert jax.tree.map(jnp.shape, major.init(key, x)) == jax.tree.map(jnp.shape, params)
+    params = jax.tree.map(lambda p: p + 0.5, params)  # a nonzero bias
+    y, ym = lift.apply(params, x), major.apply(params, x)
+    assert ym.shape == (2, 5, 6, 3, 3)  # [S, W, H, N, O]
+    assert_close(S.to_nhwcs(ym, "SWHNC"), y, ops=2 * (6 + 3 + 6 + 1))
+    conv = layers.ScaleConv(4, num_scales=2, kernel_size=3, layout="SWHNC")
+    cparams = conv.init(key, ym)
+    assert cparams["params"]["weights"].shape == (3, 1, 4, 6)
+    assert conv.apply(cparams, ym).shape == (2, 6, 5, 3, 4)  # [S, H, W, N, O]
+    with pytest.raises(ValueError, match=r"input must be \[2, W, H, N, C\] \(layout SWHNC\)"):
+        conv.init(key, y)  # an NHWCS map given to a scale-major layer
+    with pytest.raises(ValueError, match=r"layout must be one of .* got 'NHWSC'"):
+        layers.ScaleConv(4, num_scales=2, kernel_size=3, layout="NHWSC").init(key, y)
