@@ -231,7 +231,7 @@ def _separable(x, weights, factors, padding, precision, lifted: bool, swapped: b
     Args:
       x: [S, A, B, N, C] (``lifted``) or [A, B, N, C] (the same input for every scale), where
         (A, B) is (H, W), or (W, H) when ``swapped``.
-      weights: [C, O, B].
+      weights: [C, O, F] (F basis functions).
       factors: the rank-one factors of the basis (``_rank_one_factors``).
 
     Returns:
