@@ -290,7 +290,7 @@ def _op_place(op_name: str) -> tuple[str, str, str]:
     ``jit(train_step)/transpose(jvp(SESN))/sconv_2/transpose(jvp())/dot_general``:
     phase "backward" under ``transpose(...)``, "forward" under ``jvp(...)``, else "update"
     (loss, optimizer); the layer is the model's child module (or "-"), past the scopes of
-    the model's own methods (``SESN._scale_major``)."""
+    the model's own methods (``Net._body`` when ``Net.__call__`` calls ``self._body``)."""
     parts = op_name.split("/")[1:]  # drop jit(train_step)
     if not parts:
         return "update", "-", op_name

@@ -271,9 +271,9 @@ def test_op_place_names_the_layer_past_the_models_own_method_scopes():
     place = benchmarking._op_place
     assert place("jit(train_step)/transpose(jvp(SESN))/sconv_2/transpose/dot_general") == (
         "backward", "sconv_2", "dot_general")
-    assert place("jit(train_step)/jvp(SESN)/SESN._scale_major/lift/sfia,abnc->sfibnc/"
+    assert place("jit(train_step)/jvp(SESN)/SESN._body/lift/sfia,abnc->sfibnc/"
                  "dot_general") == ("forward", "lift", "dot_general")
-    assert place("jit(train_step)/jvp(SESN)/SESN._scale_major/reduce_max") == (
+    assert place("jit(train_step)/jvp(SESN)/SESN._body/reduce_max") == (
         "forward", "-", "reduce_max")  # between the layers
     assert place("jit(train_step)/jvp(CNN)/relu") == ("forward", "-", "relu")
     assert place("jit(train_step)/add") == ("update", "-", "add")

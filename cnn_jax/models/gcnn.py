@@ -23,7 +23,8 @@ from cnn_jax.models.registry import register
 
 
 def pool_group_map(y: jax.Array, window: int, kind: str) -> jax.Array:
-    """Spatial max/avg pool of [N, H, W, C, G] maps (group axis folded into channels)."""
+    """Spatial max/avg pool of [N, H, W, C, G] maps (group axis folded into channels); the
+    same for any 5-D map whose axes 1, 2 are the spatial ones (scale-major [S, H, W, N, C])."""
     n, h, w, c, g = y.shape
     pool = ops.max_pool2d if kind == "max" else ops.avg_pool2d
     out = pool(y.reshape(n, h, w, c * g), window)

@@ -12,9 +12,7 @@ from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
-from cnn_jax import ops
 from cnn_jax.layers.conv import activation
 from cnn_jax.layers.scale import ScaleConv, ScaleLiftingConv
 from cnn_jax.models.gcnn import invariant_head, run_stages
@@ -91,47 +89,24 @@ class SESN(nn.Module):
         ladder = dict(num_scales=self.num_scales, sigma0=self.sigma0, ratio=self.ratio,
                       kernel_size=self.kernel_size, order=self.order, impl=self.conv_impl,
                       precision=self.precision, method=self.scale_method)
-        if self.scale_major:
-            return self._scale_major(x, ladder)
-        convs = [("lift", ScaleLiftingConv(self.features[0], name="lift", **ladder))]
-        convs += [(f"sconv_{i}", ScaleConv(f, scale_span=self.scale_span, name=f"sconv_{i}",
-                                           **ladder))
-                  for i, f in enumerate(self.features[1:], 2)]
-        x, features = run_stages(x, convs, activation(self.activation), self.pool,
-                                 self.pool_window)
-        return invariant_head(x, features, self.scale_pool, "scale_pool", self.num_classes,
-                              self.precision)
-
-    def _scale_major(self, x: jax.Array, ladder: dict):
-        """``__call__`` on scale-major maps [S, A, B, N, C], (A, B) = (H, W) or (W, H)."""
-        if self.pool not in ("max", "avg", "none"):
-            raise ValueError(f"pool must be 'max', 'avg' or 'none', got {self.pool!r}")
-        if self.scale_pool not in ("max", "mean"):
-            raise ValueError(f"scale_pool must be 'max' or 'mean', got {self.scale_pool!r}")
-        act, features = activation(self.activation), {}
-        layout = "SHWNC"  # the image's axes as the lifting conv reads them
+        # Scale-major maps alternate between two layouts (ops.scale); the features are
+        # returned [N, h, w, F, S] whatever the layout inside.
+        layout = "SHWNC" if self.scale_major else "NHWCS"
+        convs, layouts = [], {}
         for i, f in enumerate(self.features, 1):
             name = "lift" if i == 1 else f"sconv_{i}"
-            conv = (ScaleLiftingConv(f, name=name, layout=layout, **ladder) if i == 1 else
-                    ScaleConv(f, scale_span=self.scale_span, name=name, layout=layout,
-                              **ladder))
-            x = act(conv(x))
+            convs.append((name, ScaleLiftingConv(f, name=name, layout=layout, **ladder)
+                          if i == 1 else
+                          ScaleConv(f, scale_span=self.scale_span, name=name, layout=layout,
+                                    **ladder)))
             layout = scale_ops.LAYOUT_AFTER[layout]
-            features[name] = scale_ops.to_nhwcs(x, layout)
-            if self.pool != "none" and i < len(self.features):
-                s, a, b, n, c = x.shape
-                pool = ops.max_pool2d if self.pool == "max" else ops.avg_pool2d
-                x = pool(x.reshape(s, a, b, n * c), self.pool_window)
-                x = x.reshape(s, *x.shape[1:3], n, c)
-                features[f"pool_{i}"] = scale_ops.to_nhwcs(x, layout)
-        x = jnp.max(x, axis=0) if self.scale_pool == "max" else jnp.mean(x, axis=0)
-        features["scale_pool"] = jnp.transpose(x, (2, 0, 1, 3) if layout == "SHWNC"
-                                               else (2, 1, 0, 3))
-        x = jnp.mean(x, axis=(0, 1))
-        features["gap"] = x
-        logits = nn.Dense(self.num_classes, precision=self.precision, name="head")(x)
-        features["logits"] = logits
-        return logits, features
+            layouts[name] = layouts[f"pool_{i}"] = layout
+        # pool_group_map folds the two trailing axes: (C, S), or (N, C) scale-major
+        x, maps = run_stages(x, convs, activation(self.activation), self.pool,
+                             self.pool_window)
+        features = {k: scale_ops.to_nhwcs(v, layouts[k]) for k, v in maps.items()}
+        return invariant_head(scale_ops.to_nhwcs(x, layout), features, self.scale_pool,
+                              "scale_pool", self.num_classes, self.precision)
 
     def scale_reach(self) -> dict[str, int]:
         """{stage: how many scales above its own an output scale reads} for the scale maps.
